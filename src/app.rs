@@ -1,0 +1,80 @@
+//! The two programs behind `-mode`: what `main` runs once the configuration is valid.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::config::{ClientConfig, Mode, ServerConfig};
+use crate::error::exit;
+use crate::output::{self, Record};
+use crate::time::SystemClock;
+use crate::{client, daemon, logging, server};
+
+/// Runs the configured mode; returns the process exit code.
+pub fn run(mode: Mode) -> u8 {
+    match mode {
+        Mode::Server(cfg) => match run_server(cfg) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                log::error!("{e}");
+                eprintln!("twamp: {e}");
+                e.exit_code()
+            }
+        },
+        Mode::Client(cfg) => run_client(&cfg),
+    }
+}
+
+/// SIGINT and SIGTERM set the returned flag; loops watch it.
+fn shutdown_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, flag.clone()) {
+            log::warn!("cannot handle signal {sig}: {e}");
+        }
+    }
+    flag
+}
+
+fn run_server(cfg: ServerConfig) -> crate::Result<()> {
+    // Bind first: "address in use" must reach the terminal, before any fork.
+    let listener = server::bind(&cfg)?;
+    if cfg.daemon {
+        daemon::detach(cfg.pidfile.as_deref())?;
+        // In the child: logging and threads only now (fork keeps only the calling thread).
+        logging::init(&cfg.logging, false)?;
+    } else {
+        logging::init(&cfg.logging, true)?;
+    }
+    let stop = shutdown_flag();
+    server::run(cfg, listener, stop)
+}
+
+fn run_client(cfg: &ClientConfig) -> u8 {
+    if let Err(e) = logging::init(&cfg.logging, true) {
+        eprintln!("twamp: {e}");
+        return e.exit_code();
+    }
+    let stop = shutdown_flag();
+    let clock = SystemClock::new();
+    let started = logging::now_rfc3339();
+    let result = client::run(cfg, &clock, &stop, |_| {});
+    let record = match &result {
+        Ok(m) => Record::measured(cfg, &started, m),
+        Err(e) => Record::failed(cfg, &started, e),
+    };
+    // Nothing is lost: the record is written whether or not the run measured anything.
+    let code = match &result {
+        Ok(_) if record.all_lost() => exit::ALL_LOST,
+        Ok(_) => exit::OK,
+        Err(e) => e.exit_code(),
+    };
+    if let Err(e) = output::emit(cfg, &record) {
+        eprintln!("twamp: {e}");
+        return if code == exit::OK { exit::LOCAL } else { code };
+    }
+    if let Err(e) = &result {
+        // One line on stderr (and in -logfile), however quiet.
+        log::error!("{e}");
+    }
+    code
+}

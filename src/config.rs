@@ -1,0 +1,467 @@
+//! Validated configuration, made once from the command line ([`Mode::from_cli`]). Defaults are
+//! named constants here; README.md and man/twamp.1 quote them.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use zeroize::Zeroizing;
+
+use crate::cli::{Cli, FormatArg, ModeArg};
+use crate::control::{self, SecurityMode};
+use crate::error::{Error, Result};
+use crate::wire::Modes;
+
+/// TWAMP-Control's well-known TCP port (RFC 5357 §3.1; RFC 8545).
+pub const DEFAULT_CONTROL_PORT: u16 = 862;
+pub const DEFAULT_COUNT: u32 = 100;
+pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+pub const DEFAULT_LOSS_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// REFWAIT and SERVWAIT defaults (RFC 5357 §3.1, §4.2: 900 seconds).
+pub const DEFAULT_REFWAIT: Duration = Duration::from_secs(900);
+pub const DEFAULT_SERVWAIT: Duration = Duration::from_secs(900);
+/// twampd's default PBKDF2 Count (`_OWP_DEFAULT_PBKDF2_COUNT`), kept for interop.
+pub const DEFAULT_PBKDF2_COUNT: u32 = 2048;
+/// Smallest interval we schedule; shorter would only measure our own scheduler.
+pub const MIN_INTERVAL: Duration = Duration::from_micros(100);
+/// Receive buffer for reflector sockets: absorbs bursts (see PROTOCOL-NOTES, Linux notes).
+pub const REFLECTOR_RCVBUF: usize = 1 << 20;
+
+/// Log verbosity from -v / -q.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Logging {
+    pub level: log::LevelFilter,
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug)]
+pub enum Mode {
+    Server(ServerConfig),
+    Client(ClientConfig),
+}
+
+/// Identities and pass-phrases, twampd's `twamp-server.pfs` format (one `identity
+/// hex-passphrase` per line, `#` comments). Pass-phrases are zeroized when dropped.
+#[derive(Default)]
+pub struct KeyFile {
+    keys: HashMap<String, Zeroizing<Vec<u8>>>,
+}
+
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Identities are not secret; pass-phrases are and never print.
+        let mut ids: Vec<&String> = self.keys.keys().collect();
+        ids.sort();
+        f.debug_struct("KeyFile").field("identities", &ids).finish_non_exhaustive()
+    }
+}
+
+impl KeyFile {
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut keys = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut parts = line.split_whitespace();
+            let (Some(id), Some(hex), None) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(format!("line {}: expected 'identity hex-passphrase'", i + 1));
+            };
+            if id.len() > 80 {
+                return Err(format!("line {}: identity longer than 80 octets", i + 1));
+            }
+            let secret = decode_hex(hex).ok_or_else(|| format!("line {}: pass-phrase is not hex", i + 1))?;
+            keys.insert(id.to_string(), secret);
+        }
+        Ok(KeyFile { keys })
+    }
+
+    pub fn load(path: &str) -> Result<Self> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read key file {path}: {e}")))?,
+        );
+        KeyFile::parse(&text).map_err(|e| Error::Config(format!("key file {path}: {e}")))
+    }
+
+    pub fn get(&self, id: &str) -> Option<&[u8]> {
+        self.keys.get(id).map(|k| k.as_slice())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The only identity, when there is exactly one (the client's default `-user`).
+    pub fn single_identity(&self) -> Option<&str> {
+        (self.keys.len() == 1).then(|| self.keys.keys().next().map(String::as_str)).flatten()
+    }
+}
+
+fn decode_hex(s: &str) -> Option<Zeroizing<Vec<u8>>> {
+    if s.len() % 2 != 0 || s.is_empty() {
+        return None;
+    }
+    let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 2));
+    for pair in s.as_bytes().chunks(2) {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out.push((hi * 16 + lo) as u8);
+    }
+    Some(out)
+}
+
+#[derive(Debug)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub v6_only: bool,
+    pub refwait: Duration,
+    pub servwait: Duration,
+    pub test_ports: Option<(u16, u16)>,
+    /// Security modes offered in the Server-Greeting.
+    pub modes: Modes,
+    pub keys: KeyFile,
+    pub pbkdf2_count: u32,
+    pub daemon: bool,
+    pub pidfile: Option<PathBuf>,
+    pub logging: Logging,
+}
+
+/// IP version restriction (-4 / -6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Any,
+    V4,
+    V6,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Csv,
+    Packets,
+    Twping,
+}
+
+pub struct ClientConfig {
+    /// The host as typed (for resolving and for reports).
+    pub host: String,
+    pub port: u16,
+    pub family: Family,
+    pub count: u32,
+    pub interval: Duration,
+    pub loss_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// None: the size difference of the chosen mode (27 or 64).
+    pub padding: Option<u32>,
+    pub dscp: u8,
+    pub auth: Vec<SecurityMode>,
+    pub user: Option<String>,
+    pub secret: Option<Zeroizing<Vec<u8>>>,
+    pub max_count: u32,
+    pub format: Format,
+    pub output: Option<PathBuf>,
+    pub header: bool,
+    pub quiet: bool,
+    pub logging: Logging,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("count", &self.count)
+            .field("interval", &self.interval)
+            .field("auth", &self.auth)
+            .field("user", &self.user)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `10ms`, `0.5s`, `1s`, `2m`, `250us`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 100ms, 0.5s, 2)"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" => 1.0,
+        "ms" => 1e-3,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("unknown unit '{other}' in '{s}' (ns, us, ms, s, m, h)")),
+    };
+    let secs = v * scale;
+    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `LO-HI`.
+pub fn parse_port_range(s: &str) -> std::result::Result<(u16, u16), String> {
+    let (lo, hi) = s.split_once('-').ok_or_else(|| format!("'{s}' is not a port range LO-HI"))?;
+    let lo: u16 = lo.trim().parse().map_err(|_| format!("bad port '{lo}'"))?;
+    let hi: u16 = hi.trim().parse().map_err(|_| format!("bad port '{hi}'"))?;
+    if lo == 0 || lo > hi {
+        return Err(format!("bad port range {lo}-{hi}"));
+    }
+    Ok((lo, hi))
+}
+
+/// Splits `HOST[:PORT]`, `[V6]:PORT`, `[V6]` or a bare IPv6 literal.
+pub fn split_host_port(s: &str, default_port: u16) -> std::result::Result<(String, u16), String> {
+    let bad_port = |p: &str| format!("bad port '{p}' in '{s}'");
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| format!("missing ']' in '{s}'"))?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| bad_port(p))?,
+            None if after.is_empty() => default_port,
+            None => return Err(format!("unexpected '{after}' after ']' in '{s}'")),
+        };
+        return Ok((host.to_string(), port));
+    }
+    if s.parse::<Ipv6Addr>().is_ok() {
+        return Ok((s.to_string(), default_port));
+    }
+    match s.rsplit_once(':') {
+        Some((host, p)) if !host.contains(':') => Ok((host.to_string(), p.parse().map_err(|_| bad_port(p))?)),
+        Some(_) => Err(format!("'{s}': write IPv6 addresses with a port as [ADDR]:PORT")),
+        None => Ok((s.to_string(), default_port)),
+    }
+}
+
+fn dur(opt: &Option<String>, default: Duration, name: &str) -> Result<Duration> {
+    match opt {
+        Some(s) => parse_duration(s).map_err(|e| Error::Config(format!("-{name}: {e}"))),
+        None => Ok(default),
+    }
+}
+
+fn logging(cli: &Cli, default: log::LevelFilter) -> Logging {
+    use log::LevelFilter::*;
+    let levels = [Off, Error, Warn, Info, Debug, Trace];
+    let base = levels.iter().position(|l| *l == default).unwrap_or(3);
+    let idx = if cli.quiet { 1 } else { (base + cli.verbose as usize).min(5) };
+    Logging { level: levels[idx], file: cli.logfile.as_ref().map(PathBuf::from) }
+}
+
+impl Mode {
+    pub fn from_cli(cli: &Cli) -> Result<Mode> {
+        match cli.mode {
+            ModeArg::Server => ServerConfig::from_cli(cli).map(Mode::Server),
+            ModeArg::Client => ClientConfig::from_cli(cli).map(Mode::Client),
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn from_cli(cli: &Cli) -> Result<Self> {
+        if cli.server.is_some() {
+            return Err(Error::Config("-server is a client flag; the server listens with -listen".into()));
+        }
+        let port = cli.port.unwrap_or(DEFAULT_CONTROL_PORT);
+        let (listen, v6_only) = match (&cli.listen, cli.ipv4, cli.ipv6) {
+            (Some(a), _, _) => {
+                let (host, p) = split_host_port(a, port).map_err(|e| Error::Config(format!("-listen: {e}")))?;
+                let ip: IpAddr =
+                    host.parse().map_err(|_| Error::Config(format!("-listen: '{host}' is not an IP address")))?;
+                (SocketAddr::new(ip, p), cli.ipv6)
+            }
+            (None, true, _) => (SocketAddr::new(IpAddr::from([0u8; 4]), port), false),
+            (None, _, true) => (SocketAddr::new(IpAddr::from([0u16; 8]), port), true),
+            (None, false, false) => (SocketAddr::new(IpAddr::from([0u16; 8]), port), false),
+        };
+        let keys = match &cli.keyfile {
+            Some(p) => KeyFile::load(p)?,
+            None => KeyFile::default(),
+        };
+        let modes = match &cli.modes {
+            Some(list) => {
+                let list = control::parse_mode_list(list).map_err(|e| Error::Config(format!("-modes: {e}")))?;
+                if keys.is_empty() && list.iter().any(|m| m.needs_key()) {
+                    return Err(Error::Config("-modes: authenticated, encrypted and mixed need -keyfile".into()));
+                }
+                control::modes_of(&list)
+            }
+            None if keys.is_empty() => Modes::UNAUTHENTICATED,
+            None => Modes::SECURITY,
+        };
+        let pbkdf2_count = cli.pbkdf2_count.unwrap_or(DEFAULT_PBKDF2_COUNT);
+        if pbkdf2_count < 1024 || !pbkdf2_count.is_power_of_two() {
+            return Err(Error::Config(format!("-pbkdf2-count {pbkdf2_count}: must be a power of two >= 1024")));
+        }
+        let test_ports = match &cli.test_ports {
+            Some(r) => Some(parse_port_range(r).map_err(|e| Error::Config(format!("-test-ports: {e}")))?),
+            None => None,
+        };
+        let daemon = cli.daemon.unwrap_or(false);
+        if daemon && cli.logfile.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            return Err(Error::Config("-logfile must be an absolute path with -daemon (the daemon runs in /)".into()));
+        }
+        Ok(ServerConfig {
+            listen,
+            v6_only,
+            refwait: dur(&cli.refwait, DEFAULT_REFWAIT, "refwait")?,
+            servwait: dur(&cli.servwait, DEFAULT_SERVWAIT, "servwait")?,
+            test_ports,
+            modes,
+            keys,
+            pbkdf2_count,
+            daemon,
+            pidfile: cli.pidfile.as_ref().map(PathBuf::from),
+            logging: logging(cli, log::LevelFilter::Info),
+        })
+    }
+}
+
+impl ClientConfig {
+    pub fn from_cli(cli: &Cli) -> Result<Self> {
+        let server = cli.server.as_deref().ok_or_else(|| Error::Config("-mode client needs -server HOST[:PORT]".into()))?;
+        let (host, port) = split_host_port(server, cli.port.unwrap_or(DEFAULT_CONTROL_PORT))
+            .map_err(|e| Error::Config(format!("-server: {e}")))?;
+        let family = match (cli.ipv4, cli.ipv6) {
+            (true, _) => Family::V4,
+            (_, true) => Family::V6,
+            _ => Family::Any,
+        };
+        let count = cli.count.unwrap_or(DEFAULT_COUNT);
+        if count == 0 {
+            return Err(Error::Config("-c: at least one packet".into()));
+        }
+        let interval = dur(&cli.interval, DEFAULT_INTERVAL, "i")?;
+        if interval < MIN_INTERVAL {
+            return Err(Error::Config(format!("-i: the shortest interval is {MIN_INTERVAL:?}")));
+        }
+        let dscp = cli.dscp.unwrap_or(0);
+        if dscp > 63 {
+            return Err(Error::Config(format!("-dscp {dscp}: DSCP is 0-63")));
+        }
+        if let Some(p) = cli.padding {
+            if p > control::server::MAX_TEST_PACKET - 48 {
+                return Err(Error::Config(format!("-padding {p}: too large for a UDP datagram")));
+            }
+        }
+        // Secrets never come from the command line (they would show in ps): a key file, or
+        // the environment.
+        let mut user = cli.user.clone();
+        let secret = match &cli.keyfile {
+            Some(p) => {
+                let keys = KeyFile::load(p)?;
+                if user.is_none() {
+                    user = keys.single_identity().map(str::to_string);
+                }
+                match &user {
+                    Some(u) => Some(Zeroizing::new(
+                        keys.get(u)
+                            .ok_or_else(|| Error::Config(format!("identity '{u}' not in key file {p}")))?
+                            .to_vec(),
+                    )),
+                    None => return Err(Error::Config("-keyfile holds several identities: choose one with -user".into())),
+                }
+            }
+            None => std::env::var("TWAMP_PASSPHRASE").ok().filter(|s| !s.is_empty()).map(|s| Zeroizing::new(s.into_bytes())),
+        };
+        if secret.is_some() && user.is_none() {
+            return Err(Error::Config("a pass-phrase needs an identity: -user ID".into()));
+        }
+        let auth = match &cli.auth {
+            Some(list) => control::parse_mode_list(list).map_err(|e| Error::Config(format!("-auth: {e}")))?,
+            None => SecurityMode::STRICTEST_FIRST.to_vec(),
+        };
+        if cli.auth.is_some() && secret.is_none() && auth.iter().all(|m| m.needs_key()) {
+            return Err(Error::Config("-auth: these modes need a key (-keyfile, or TWAMP_PASSPHRASE with -user)".into()));
+        }
+        let format = match cli.format.unwrap_or(FormatArg::Text) {
+            FormatArg::Text => Format::Text,
+            FormatArg::Json => Format::Json,
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Packets => Format::Packets,
+            FormatArg::Twping => Format::Twping,
+        };
+        Ok(ClientConfig {
+            host,
+            port,
+            family,
+            count,
+            interval,
+            loss_timeout: dur(&cli.timeout, DEFAULT_LOSS_TIMEOUT, "timeout")?,
+            connect_timeout: dur(&cli.connect_timeout, DEFAULT_CONNECT_TIMEOUT, "connect-timeout")?,
+            padding: cli.padding,
+            dscp,
+            auth,
+            user,
+            secret,
+            max_count: cli.max_count.unwrap_or(control::client::DEFAULT_MAX_COUNT),
+            format,
+            output: cli.output.as_ref().map(PathBuf::from),
+            header: cli.header.unwrap_or(false),
+            quiet: cli.quiet,
+            logging: logging(cli, log::LevelFilter::Warn),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10ms").unwrap(), Duration::from_millis(10));
+        assert_eq!(parse_duration("0.5s").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        for bad in ["", "ms", "1x", "-1s", "1e999", "nan"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_port_forms() {
+        let ok = |s: &str| split_host_port(s, 862).unwrap();
+        assert_eq!(ok("192.0.2.1"), ("192.0.2.1".into(), 862));
+        assert_eq!(ok("192.0.2.1:8620"), ("192.0.2.1".into(), 8620));
+        assert_eq!(ok("2001:db8::1"), ("2001:db8::1".into(), 862));
+        assert_eq!(ok("[2001:db8::1]:9000"), ("2001:db8::1".into(), 9000));
+        assert_eq!(ok("[::1]"), ("::1".into(), 862));
+        assert_eq!(ok("host.example"), ("host.example".into(), 862));
+        assert_eq!(ok("host.example:1"), ("host.example".into(), 1));
+        for bad in ["[::1", "[::1]x", "h:99999", "h:x", "fe80::1:2:zz"] {
+            assert!(split_host_port(bad, 862).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!(parse_port_range("18760-19960").unwrap(), (18760, 19960));
+        for bad in ["0-10", "10-5", "x-1", "100"] {
+            assert!(parse_port_range(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn twampd_key_file_format() {
+        let k = KeyFile::parse("# comment\ntestuser 7477616d702d746573742d7365637265742d32303234\n\nother 00ff # trailing\n").unwrap();
+        assert_eq!(k.get("testuser").unwrap(), b"twamp-test-secret-2024");
+        assert_eq!(k.get("other").unwrap(), &[0x00, 0xff]);
+        assert!(k.get("nobody").is_none());
+        assert!(!format!("{k:?}").contains("7477"), "no secret in Debug");
+        assert!(KeyFile::parse("user zz").is_err());
+        assert!(KeyFile::parse("user").is_err());
+        assert!(KeyFile::parse("user 0a 0b").is_err());
+    }
+}

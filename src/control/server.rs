@@ -1,0 +1,290 @@
+//! Server decisions (RFC 5357 §3.1–3.8), pure: which mode is acceptable, whether a
+//! Request-TW-Session can be served, and which command may come next.
+//!
+//! The order of commands is a small state machine, named rustls-style after what it waits for:
+//! `ExpectCommand` (Request-TW-Session or Start-Sessions) and `Testing` (Stop-Sessions). The I/O
+//! driver (`crate::server`) feeds it command numbers and messages and acts on the answers.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::SecurityMode;
+use crate::time::Timestamp;
+use crate::wire::{Accept, Command, RequestTwSession, Sid, StopSessions};
+
+/// The largest UDP payload over IPv4 (65535 − 8 − 20); test packets must fit in it.
+pub const MAX_TEST_PACKET: u32 = 65_507;
+
+/// The longest Timeout (reflecting after Stop-Sessions) we honour; longer requests are
+/// clamped rather than refused.
+pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// A refusal of one Request-TW-Session: the Accept code to send and why, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub accept: Accept,
+    pub reason: String,
+}
+
+/// A request the Server can serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSpec {
+    /// The only address test packets are accepted from: the control connection's peer. The
+    /// Sender Address field is informational (NAT rewrites it); reflecting to a third party
+    /// would make the reflector an amplifier.
+    pub peer: IpAddr,
+    /// The reflector port asked for (0: any).
+    pub requested_port: u16,
+    pub padding: u32,
+    /// How long to keep reflecting after Stop-Sessions (clamped to `MAX_SESSION_TIMEOUT`).
+    pub timeout: Duration,
+    /// DSCP from the Type-P Descriptor.
+    pub dscp: u8,
+    pub start_time: Timestamp,
+}
+
+/// Validates Request-TW-Session (RFC 5357 §3.5).
+pub fn validate_request(req: &RequestTwSession, mode: SecurityMode, peer: IpAddr) -> Result<SessionSpec, Refusal> {
+    let refuse = |accept, reason: String| Err(Refusal { accept, reason });
+    // RFC 5357 §3.5: "Conf-Sender and Conf-Receiver MUST be set to 0 ... the Server MUST
+    // interpret any non-zero value ... as an unsupported request".
+    if req.conf_sender != 0 || req.conf_receiver != 0 {
+        return refuse(
+            Accept::NotSupported,
+            format!("Conf-Sender {} / Conf-Receiver {} must be 0", req.conf_sender, req.conf_receiver),
+        );
+    }
+    let base = mode.test_layout().sender.base as u32;
+    if req.padding_length > MAX_TEST_PACKET - base {
+        return refuse(
+            Accept::NotSupported,
+            format!("Padding Length {} makes test packets over {MAX_TEST_PACKET} octets", req.padding_length),
+        );
+    }
+    // Type-P Descriptor (RFC 4656 §3.5 as used by RFC 5357): the first two bits 00 mean a DSCP
+    // in the low six bits of the first octet; anything else (01: DSCP+ECN, RFC 7750) we do not
+    // support yet, nor any bit in the other octets.
+    let type_p = req.type_p;
+    if type_p & 0x00ff_ffff != 0 || type_p >> 30 != 0 {
+        return refuse(Accept::NotSupported, format!("Type-P Descriptor 0x{type_p:08x} not supported"));
+    }
+    Ok(SessionSpec {
+        peer,
+        requested_port: req.receiver_port,
+        padding: req.padding_length,
+        timeout: req.timeout.as_duration().min(MAX_SESSION_TIMEOUT),
+        dscp: ((type_p >> 24) & 0x3f) as u8,
+        start_time: req.start_time,
+    })
+}
+
+/// Makes a SID (RFC 4656 §3.5): the receiver's IPv4 address (for IPv6, the four octets of a
+/// fold of the address), the timestamp, and four random octets. Never all zero: the address
+/// part of 0.0.0.0 or ::, the only case a zero could come from, is replaced by 1.
+pub fn make_sid(receiver: IpAddr, now: Timestamp, random: [u8; 4]) -> Sid {
+    let addr: [u8; 4] = match crate::net::unmap_ip(receiver) {
+        IpAddr::V4(v4) => v4.octets(),
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let mut h = [0u8; 4];
+            for (i, b) in o.iter().enumerate() {
+                h[i % 4] ^= b;
+            }
+            h
+        }
+    };
+    let addr = if addr == [0; 4] { [0, 0, 0, 1] } else { addr };
+    let mut sid = [0u8; 16];
+    sid[..4].copy_from_slice(&addr);
+    sid[4..12].copy_from_slice(&now.to_bytes());
+    sid[12..].copy_from_slice(&random);
+    Sid(sid)
+}
+
+/// What the control connection waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Request-TW-Session or Start-Sessions (or Stop-Sessions for nothing).
+    ExpectCommand,
+    /// Sessions started: Stop-Sessions.
+    Testing,
+}
+
+/// What the I/O driver reads and does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Read the rest of Request-TW-Session (112 octets).
+    Request,
+    /// Read the rest of Start-Sessions (32), then start the reflectors and send Start-Ack.
+    Start,
+    /// Read the rest of Stop-Sessions (32) and check it with [`Conn::on_stop`].
+    Stop,
+}
+
+/// The order of control commands on one connection (RFC 5357 §3.4–3.8).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conn {
+    state: State,
+    /// Sessions accepted and not started yet.
+    accepted: u32,
+    /// Sessions started and not stopped yet.
+    started: u32,
+}
+
+impl Default for Conn {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Conn {
+    pub fn new() -> Self {
+        Conn { state: State::ExpectCommand, accepted: 0, started: 0 }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn started(&self) -> u32 {
+        self.started
+    }
+
+    pub fn accepted(&self) -> u32 {
+        self.accepted
+    }
+
+    /// Decides whether `cmd` may come now. `Err` carries the log line; the connection is then
+    /// closed (RFC 4656 §3.4: an unexpected command is a protocol error).
+    pub fn on_command(&self, cmd: Command) -> Result<Next, String> {
+        match (self.state, cmd) {
+            (State::ExpectCommand, Command::RequestTwSession) => Ok(Next::Request),
+            (State::ExpectCommand, Command::StartSessions) if self.accepted > 0 => Ok(Next::Start),
+            (State::ExpectCommand, Command::StartSessions) => Err("Start-Sessions with no session accepted".into()),
+            (_, Command::StopSessions) => Ok(Next::Stop),
+            (State::Testing, Command::RequestTwSession) => {
+                Err("Request-TW-Session after Start-Sessions (not supported without RFC 5938)".into())
+            }
+            (State::Testing, Command::StartSessions) => Err("Start-Sessions while sessions are running".into()),
+            (_, Command::Forbidden) => Err("command 1 (OWAMP Request-Session) is forbidden in TWAMP".into()),
+            (_, other) => Err(format!("unsupported command {}", u8::from(other))),
+        }
+    }
+
+    /// A Request-TW-Session was answered with Accept 0.
+    pub fn session_accepted(&mut self) {
+        self.accepted += 1;
+    }
+
+    /// Start-Ack sent: every accepted session now runs.
+    pub fn sessions_started(&mut self) {
+        self.started += self.accepted;
+        self.accepted = 0;
+        self.state = State::Testing;
+    }
+
+    /// Checks Stop-Sessions. RFC 5357 §3.8: Number of Sessions MUST equal the sessions started
+    /// and not yet stopped; otherwise the Server closes the connection. Sessions accepted but
+    /// never started are discarded with it.
+    pub fn on_stop(&mut self, stop: &StopSessions) -> Result<u32, String> {
+        if stop.number_of_sessions != self.started {
+            return Err(format!(
+                "Stop-Sessions for {} sessions, but {} are running",
+                stop.number_of_sessions, self.started
+            ));
+        }
+        let n = self.started;
+        *self = Conn::new();
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn request() -> RequestTwSession {
+        RequestTwSession {
+            conf_sender: 0,
+            conf_receiver: 0,
+            schedule_slots: 0,
+            packets: 0,
+            sender_port: 20000,
+            receiver_port: 20001,
+            sender_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            receiver_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            sid: Sid::default(),
+            padding_length: 27,
+            start_time: Timestamp(1),
+            timeout: Timestamp::new(2, 0),
+            type_p: 46 << 24,
+        }
+    }
+
+    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn a_good_request_is_accepted() {
+        let s = validate_request(&request(), SecurityMode::Open, PEER).unwrap();
+        assert_eq!(s.requested_port, 20001);
+        assert_eq!(s.dscp, 46);
+        assert_eq!(s.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn conf_sender_and_receiver_must_be_zero() {
+        for (s, r) in [(1, 0), (0, 1), (1, 1)] {
+            let req = RequestTwSession { conf_sender: s, conf_receiver: r, ..request() };
+            assert_eq!(validate_request(&req, SecurityMode::Open, PEER).unwrap_err().accept, Accept::NotSupported);
+        }
+    }
+
+    #[test]
+    fn huge_padding_is_refused() {
+        let req = RequestTwSession { padding_length: u32::MAX, ..request() };
+        assert_eq!(validate_request(&req, SecurityMode::Open, PEER).unwrap_err().accept, Accept::NotSupported);
+        let req = RequestTwSession { padding_length: MAX_TEST_PACKET - 14, ..request() };
+        assert!(validate_request(&req, SecurityMode::Open, PEER).is_ok());
+        assert!(validate_request(&req, SecurityMode::Encrypted, PEER).is_err());
+    }
+
+    #[test]
+    fn long_timeouts_are_clamped() {
+        let req = RequestTwSession { timeout: Timestamp::new(u32::MAX, 0), ..request() };
+        assert_eq!(validate_request(&req, SecurityMode::Open, PEER).unwrap().timeout, MAX_SESSION_TIMEOUT);
+    }
+
+    #[test]
+    fn sid_layout_and_never_zero() {
+        let sid = make_sid(PEER, Timestamp(0x1122_3344_5566_7788), [9, 8, 7, 6]);
+        assert_eq!(sid.0, [127, 0, 0, 1, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 9, 8, 7, 6]);
+        let zero = make_sid(IpAddr::V4(Ipv4Addr::UNSPECIFIED), Timestamp(0), [0; 4]);
+        assert_ne!(zero, Sid::default());
+        let v6 = make_sid("2001:db8::1".parse().unwrap(), Timestamp(1), [0; 4]);
+        assert_ne!(v6.0[..4], [0; 4]);
+    }
+
+    #[test]
+    fn command_order() {
+        let mut c = Conn::new();
+        assert!(c.on_command(Command::StartSessions).is_err(), "start before any request");
+        assert_eq!(c.on_command(Command::RequestTwSession), Ok(Next::Request));
+        c.session_accepted();
+        c.session_accepted();
+        assert_eq!(c.on_command(Command::StartSessions), Ok(Next::Start));
+        c.sessions_started();
+        assert_eq!(c.state(), State::Testing);
+        assert!(c.on_command(Command::RequestTwSession).is_err());
+        assert!(c.on_command(Command::StartSessions).is_err());
+        assert!(c.on_command(Command::Forbidden).is_err());
+        assert!(c.on_command(Command::Unknown(42)).is_err());
+        assert_eq!(c.on_command(Command::StopSessions), Ok(Next::Stop));
+        let wrong = StopSessions { accept: Accept::Ok, number_of_sessions: 1 };
+        assert!(c.on_stop(&wrong).is_err());
+        let right = StopSessions { accept: Accept::Ok, number_of_sessions: 2 };
+        assert_eq!(c.on_stop(&right), Ok(2));
+        assert_eq!(c.state(), State::ExpectCommand);
+        assert_eq!(c.on_command(Command::RequestTwSession), Ok(Next::Request), "the connection can be reused");
+    }
+}

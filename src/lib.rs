@@ -1,0 +1,37 @@
+//! `twamp`: a TWAMP (RFC 5357) server and client.
+//!
+//! Where each part of the protocol lives:
+//!
+//! | RFC | what | module |
+//! |---|---|---|
+//! | RFC 5357 §3, RFC 4656 §3 | TWAMP-Control messages on the wire | [`wire`] |
+//! | RFC 5357 §4 | TWAMP-Test packets on the wire | [`wire::test`] |
+//! | RFC 4656 §4.1.2 | timestamps and Error Estimates | [`time`] |
+//! | RFC 5357 §3 | control decisions (modes, Accept codes, message order) | [`control`] |
+//! | RFC 5357 §4.2 | the Session-Reflector | [`reflector`] |
+//! | RFC 5357 §4.1 | the Session-Sender | [`sender`] |
+//!
+//! `wire`, `time`, `control`, `stats` and the core of `reflector` are pure: no sockets, no clock
+//! of their own. `net`, `server`, `client` and the loops in `reflector` and `sender` are the
+//! thin I/O around them.
+
+pub mod app;
+pub mod channel;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod control;
+pub mod crypto;
+pub mod daemon;
+pub mod error;
+pub mod logging;
+pub mod net;
+pub mod output;
+pub mod reflector;
+pub mod sender;
+pub mod server;
+pub mod stats;
+pub mod time;
+pub mod wire;
+
+pub use error::{Error, Result};

@@ -1,0 +1,229 @@
+//! Sockets: the only module that knows about socket options and control messages.
+//!
+//! - One dual-stack `[::]` socket (IPV6_V6ONLY off) serves IPv4 and IPv6; IPv4 peers appear as
+//!   v4-mapped addresses, which [`unmap`] turns back into IPv4 for logs and comparisons.
+//! - Test sockets send with TTL / Hop Limit 255 so the far side can count hops (RFC 5357 §4.2.1
+//!   Sender TTL; twping prints hops = 255 − TTL).
+//! - Receiving asks the kernel for the TTL / Hop Limit (IP_RECVTTL, IPV6_RECVHOPLIMIT) and the
+//!   receive time (SO_TIMESTAMPNS), so T2 and T4 are the kernel's time of arrival, not the
+//!   time our thread got around to reading.
+
+use std::io;
+use std::io::IoSliceMut;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime};
+
+use nix::sys::socket::{self as nsock, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::time::Timestamp;
+
+/// TTL / Hop Limit on test packets we send.
+pub const TEST_TTL: u32 = 255;
+
+/// The largest UDP payload we read.
+pub const MAX_DATAGRAM: usize = 65_535;
+
+/// Turns a v4-mapped IPv6 address into IPv4; leaves others alone.
+pub fn unmap(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, v6.port())),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+/// The IP of `addr` with v4-mapped addresses turned into IPv4.
+pub fn unmap_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// A TCP listener. An unspecified IPv6 address gets a dual-stack socket unless `v6_only`.
+pub fn tcp_listener(addr: SocketAddr, v6_only: bool) -> io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(v6_only)?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// A UDP test socket bound to `addr`, with TTL 255 and receive-side TTL and timestamp
+/// reporting on. `rcvbuf` sets SO_RCVBUF when non-zero (bursts at a busy reflector).
+pub fn udp_socket(addr: SocketAddr, rcvbuf: usize) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        if addr.ip().is_unspecified() {
+            s.set_only_v6(false)?;
+        }
+        s.set_unicast_hops_v6(TEST_TTL)?;
+        nsock::setsockopt(&s, sockopt::Ipv6RecvHopLimit, &true).map_err(io::Error::from)?;
+        // For v4-mapped traffic on a dual-stack socket the IPv4-level options apply too; they
+        // fail harmlessly on a v6-only socket.
+        let _ = s.set_ttl_v4(TEST_TTL);
+        let _ = nsock::setsockopt(&s, sockopt::Ipv4RecvTtl, &true);
+    } else {
+        s.set_ttl_v4(TEST_TTL)?;
+        nsock::setsockopt(&s, sockopt::Ipv4RecvTtl, &true).map_err(io::Error::from)?;
+    }
+    nsock::setsockopt(&s, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+    if rcvbuf > 0 {
+        let _ = s.set_recv_buffer_size(rcvbuf);
+    }
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+/// What the kernel told us about one received datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    pub len: usize,
+    pub from: SocketAddr,
+    /// TTL (IPv4) or Hop Limit (IPv6) of the received packet, when the kernel reported it.
+    pub ttl: Option<u8>,
+    /// Kernel receive time (SO_TIMESTAMPNS), or the clock right after the read when the kernel
+    /// gave none.
+    pub at: Timestamp,
+    /// The datagram was larger than the buffer and was cut (MSG_TRUNC).
+    pub truncated: bool,
+}
+
+/// Reads datagrams with their metadata; owns the control-message buffer so the per-packet
+/// path does not allocate.
+pub struct Receiver {
+    cmsg: Vec<u8>,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Receiver {
+    pub fn new() -> Self {
+        let space = nsock::cmsg_space::<nix::sys::time::TimeSpec>() + 2 * nsock::cmsg_space::<libc::c_int>();
+        Receiver { cmsg: vec![0; space] }
+    }
+
+    /// One datagram into `buf`. `Ok(None)` when the socket's read timeout expired.
+    pub fn recv(&mut self, sock: &UdpSocket, buf: &mut [u8]) -> io::Result<Option<Meta>> {
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = match nsock::recvmsg::<SockaddrStorage>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut self.cmsg),
+            MsgFlags::empty(),
+        ) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut ttl = None;
+        let mut at = None;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                match c {
+                    ControlMessageOwned::ScmTimestampns(ts) => {
+                        let d = Duration::new(ts.tv_sec().max(0) as u64, ts.tv_nsec().clamp(0, 999_999_999) as u32);
+                        at = Some(Timestamp::from_unix_duration(d));
+                    }
+                    ControlMessageOwned::Ipv4Ttl(t) => ttl = u8::try_from(t).ok(),
+                    ControlMessageOwned::Ipv6HopLimit(h) => ttl = u8::try_from(h).ok(),
+                    _ => {}
+                }
+            }
+        }
+        let at = at.unwrap_or_else(|| Timestamp::from_system_time(SystemTime::now()));
+        let from = msg.address.as_ref().and_then(to_std);
+        let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
+        let len = msg.bytes;
+        match from {
+            Some(from) => Ok(Some(Meta { len, from: unmap(from), ttl, at, truncated })),
+            None => Ok(None), // no source address: not a datagram we can answer
+        }
+    }
+}
+
+fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4(SocketAddrV4::new(v4.ip(), v4.port())));
+    }
+    a.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6(SocketAddrV6::new(v6.ip(), v6.port(), v6.flowinfo(), v6.scope_id())))
+}
+
+/// Sends to `to`, mapping an IPv4 destination when the socket is IPv6 (dual-stack).
+pub fn send_to(sock: &UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+    let to = match (to, sock.local_addr()) {
+        (SocketAddr::V4(v4), Ok(SocketAddr::V6(_))) => {
+            SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
+        }
+        _ => to,
+    };
+    sock.send_to(buf, to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn unmap_turns_mapped_into_v4() {
+        let m: SocketAddr = "[::ffff:127.0.0.1]:862".parse().unwrap();
+        assert_eq!(unmap(m), "127.0.0.1:862".parse::<SocketAddr>().unwrap());
+        let v6: SocketAddr = "[::1]:862".parse().unwrap();
+        assert_eq!(unmap(v6), v6);
+        assert_eq!(unmap_ip("::ffff:10.0.0.1".parse().unwrap()), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+    }
+
+    #[test]
+    fn loopback_datagram_reports_ttl_and_kernel_time() {
+        let a = udp_socket("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        let b = udp_socket("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let before = Timestamp::from_system_time(SystemTime::now());
+        send_to(&a, b"hello", b.local_addr().unwrap()).unwrap();
+        let mut buf = [0u8; 64];
+        let m = Receiver::new().recv(&b, &mut buf).unwrap().expect("datagram");
+        assert_eq!(m.len, 5);
+        assert_eq!(m.from, a.local_addr().unwrap());
+        assert_eq!(m.ttl, Some(255), "we send with TTL 255 and loopback has no hops");
+        assert!(m.at >= before);
+        assert!(!m.truncated);
+    }
+
+    #[test]
+    fn dual_stack_socket_receives_v4_and_v6() {
+        let server = udp_socket("[::]:0".parse().unwrap(), 0).unwrap();
+        server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let port = server.local_addr().unwrap().port();
+        let mut rx = Receiver::new();
+        for client in ["127.0.0.1:0", "[::1]:0"] {
+            let c = udp_socket(client.parse().unwrap(), 0).unwrap();
+            let to: SocketAddr = if client.starts_with('[') {
+                SocketAddr::new("::1".parse().unwrap(), port)
+            } else {
+                SocketAddr::new("127.0.0.1".parse().unwrap(), port)
+            };
+            send_to(&c, b"x", to).unwrap();
+            let mut buf = [0u8; 8];
+            let m = rx.recv(&server, &mut buf).unwrap().expect("datagram");
+            assert_eq!(m.from, c.local_addr().unwrap(), "source shown unmapped");
+            assert_eq!(m.ttl, Some(255), "TTL read for {client}");
+            // And the answer goes back through the same dual-stack socket.
+            send_to(&server, b"y", m.from).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            assert!(rx.recv(&c, &mut buf).unwrap().is_some());
+        }
+    }
+}
