@@ -68,6 +68,9 @@ pub fn run(
         ..Outcome::default()
     };
     let mut tx = vec![0u8; s.base + plan.padding];
+    // Padding is random, as twping's is, so no compression on the path can shrink it
+    // (RFC 4656 §4.1.2 asks for pseudo-random padding). Made once; reused for every packet.
+    let _ = getrandom::fill(&mut tx[s.base..]);
     let mut rx = vec![0u8; net::MAX_DATAGRAM];
     let mut receiver = Receiver::new();
     // Reads after ppoll said readable do not block; the timeout is only a safety net.

@@ -197,8 +197,12 @@ mod tests {
     use super::*;
     use crate::wire::testutil::hex;
 
-    // owamp_open, UDP 20097 -> 19203, first packet: twping's 14-octet base + 27 padding.
-    const SENDER_HEX: &str = "00 00 00 00 ee ad 29 fc 41 af 1e 32 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00";
+    // owamp_open, UDP 20097 -> 19203, frame 14: twping's 14-octet base + 27 octets of random
+    // padding.
+    const SENDER_HEX: &str = "
+        0000  00 00 00 00 ee ad 29 fc 42 07 3d e1 00 01 df 96
+        0010  94 d3 9c 64 0d 07 a1 30 8d 3c 2d 51 6c 96 61 e8
+        0020  b3 f2 21 48 15 8b 90 2d 7c";
 
     #[test]
     fn layouts_match_the_rfc_sizes() {
@@ -217,9 +221,11 @@ mod tests {
         let p = SenderPacket::parse(&bytes, &TestLayout::OPEN.sender).unwrap();
         assert_eq!(p.seq, 0);
         assert_eq!(p.error_estimate, ErrorEstimate(1));
+        assert_eq!(p.timestamp, Timestamp(0xeead_29fc_4207_3de1));
         let mut out = vec![0xa5; 41];
         p.emit(&mut out, &TestLayout::OPEN.sender).unwrap();
         assert_eq!(out[..14], bytes[..14]);
+        assert!(out[14..].iter().all(|&b| b == 0xa5), "emit leaves the padding alone");
     }
 
     #[test]
