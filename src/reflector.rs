@@ -183,6 +183,7 @@ fn now_ms() -> u64 {
 ///
 /// It ends when told to ([`Handle::stop_after`]), when `shutdown` is set, or after `refwait`
 /// without a test packet (RFC 5357 §4.2: REFWAIT).
+/// `live` counts running reflector threads: incremented here, decremented when the thread ends.
 pub fn spawn(
     socket: UdpSocket,
     mut reflector: Reflector,
@@ -190,6 +191,7 @@ pub fn spawn(
     refwait: Duration,
     clock: Arc<dyn Clock>,
     shutdown: Arc<AtomicBool>,
+    live: Arc<std::sync::atomic::AtomicUsize>,
 ) -> std::io::Result<Handle> {
     let port = socket.local_addr()?.port();
     let counters = Arc::new(Counters::default());
@@ -197,7 +199,9 @@ pub fn spawn(
     let stop_at = Arc::new(Mutex::new(None::<Instant>));
     socket.set_read_timeout(Some(POLL))?;
     let (c2, s2) = (counters.clone(), stop_at.clone());
-    let thread = std::thread::Builder::new()
+    live.fetch_add(1, Ordering::Relaxed);
+    let live2 = live.clone();
+    let spawned = std::thread::Builder::new()
         .name(format!("reflector:{port}"))
         .stack_size(256 * 1024)
         .spawn(move || {
@@ -253,7 +257,15 @@ pub fn spawn(
                 c2.reflected.load(Ordering::Relaxed),
                 c2.dropped()
             );
-        })?;
+            live2.fetch_sub(1, Ordering::Relaxed);
+        });
+    let thread = match spawned {
+        Ok(t) => t,
+        Err(e) => {
+            live.fetch_sub(1, Ordering::Relaxed);
+            return Err(e);
+        }
+    };
     Ok(Handle { sid, port, counters, stop_at, thread: Some(thread) })
 }
 

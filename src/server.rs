@@ -36,8 +36,20 @@ pub struct Shared {
     pub shutdown: Arc<AtomicBool>,
     /// Control connections open now.
     pub connections: AtomicUsize,
-    /// Session-Reflectors running now.
+    /// Session-Reflector threads running now.
     pub sessions: Arc<AtomicUsize>,
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig, clock: Arc<dyn Clock>, shutdown: Arc<AtomicBool>) -> Arc<Self> {
+        Arc::new(Shared {
+            config,
+            clock,
+            shutdown,
+            connections: AtomicUsize::new(0),
+            sessions: Arc::new(AtomicUsize::new(0)),
+        })
+    }
 }
 
 /// Binds the control listener. Done before daemonizing so "address in use" reaches the terminal.
@@ -188,11 +200,9 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
     let mut running: Vec<(reflector::Handle, Duration)> = Vec::new();
     let result = command_loop(&mut ch, sh, peer, local_ip, mode, session_keys.as_ref(), &mut conn, &mut pending, &mut running);
     // However the connection ends, its reflectors end too: the test sessions belong to it.
-    let n = running.len();
     for (h, _) in running {
         h.join();
     }
-    sh.sessions.fetch_sub(n, Ordering::Relaxed);
     result
 }
 
@@ -263,9 +273,16 @@ fn command_loop(
                 ch.verify(&msg[..32], "Start-Sessions")?;
                 for p in pending.drain(..) {
                     let r = Reflector::new(mode.test_layout(), p.cipher, p.spec.peer);
-                    let h = reflector::spawn(p.socket, r, p.sid, sh.config.refwait, sh.clock.clone(), sh.shutdown.clone())
-                        .map_err(|e| Error::io("spawn reflector", Some(peer), e))?;
-                    sh.sessions.fetch_add(1, Ordering::Relaxed);
+                    let h = reflector::spawn(
+                        p.socket,
+                        r,
+                        p.sid,
+                        sh.config.refwait,
+                        sh.clock.clone(),
+                        sh.shutdown.clone(),
+                        sh.sessions.clone(),
+                    )
+                    .map_err(|e| Error::io("spawn reflector", Some(peer), e))?;
                     running.push((h, p.spec.timeout));
                 }
                 conn.sessions_started();
@@ -367,13 +384,6 @@ fn wait_for_message(
 
 /// Builds the shared state and serves; the entry point for `-mode server`.
 pub fn run(config: ServerConfig, listener: TcpListener, shutdown: Arc<AtomicBool>) -> Result<()> {
-    let shared = Arc::new(Shared {
-        config,
-        clock: Arc::new(SystemClock::new()),
-        shutdown,
-        connections: AtomicUsize::new(0),
-        sessions: Arc::new(AtomicUsize::new(0)),
-    });
-    serve(listener, shared)
+    serve(listener, Shared::new(config, Arc::new(SystemClock::new()), shutdown))
 }
 
