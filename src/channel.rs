@@ -72,13 +72,15 @@ impl<S: Transport> ControlStream<S> {
         read_exact_deadline(&mut self.stream, buf, deadline, what, self.peer)
     }
 
-    /// Encrypts blocks that the next HMAC covers but that carry none of their own
-    /// (Server-Start's Start-Time block), and writes them.
-    pub fn write_unmacced(&mut self, block: &mut [u8], what: &'static str) -> Result<()> {
+    /// Encrypts, in place, blocks that the next HMAC covers but that carry none of their own
+    /// (Server-Start's Start-Time block). The caller writes them with the clear part in one
+    /// write: a message split across TCP segments is legal, but some dissectors and
+    /// middleboxes do not reassemble it.
+    pub fn seal_unmacced(&mut self, block: &mut [u8], what: &'static str) -> Result<()> {
         if let Some(c) = self.cipher.as_mut() {
             c.encrypt_unmacced(block).map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
         }
-        self.write_clear(block, what)
+        Ok(())
     }
 
     /// Reads and decrypts blocks that the next HMAC covers (Server-Start's last block).

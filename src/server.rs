@@ -188,11 +188,11 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
     let start = ServerStart { accept: Accept::Ok, server_iv, start_time: sh.clock.now() };
     let mut b = [0u8; ServerStart::LEN];
     start.emit(&mut b);
-    ch.write_clear(&b[..ServerStart::CLEAR_LEN], "Server-Start")?;
     if let Some(k) = &session_keys {
         ch.set_cipher(ControlCipher::new(k, server_iv, setup.client_iv));
     }
-    ch.write_unmacced(&mut b[ServerStart::CLEAR_LEN..], "Server-Start")?;
+    ch.seal_unmacced(&mut b[ServerStart::CLEAR_LEN..], "Server-Start")?;
+    ch.write_clear(&b, "Server-Start")?;
     log::info!("{peer}: mode {mode}{}", if mode.needs_key() { format!(", identity '{}'", setup.key_id_str()) } else { String::new() });
 
     let mut conn = Conn::new();

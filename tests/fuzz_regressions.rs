@@ -1,0 +1,119 @@
+//! Replays the fuzzers' inputs through the fuzzed code, on stable `cargo test`.
+//!
+//! `fuzz/src/lib.rs` holds the checks each cargo-fuzz target runs (never panic, round trips,
+//! length bounds); it is included here unchanged, so a seed or a saved crash is replayed
+//! through exactly what was fuzzed. Every file under `fuzz/seeds/<target>/` (made from the
+//! captures in `../shared/vectors`) and `fuzz/regressions/<target>/` (minimised crashing inputs,
+//! if any) is replayed; a few tests also check that the seeds still mean what they were made
+//! for (captured packets still reflect, captured requests still parse), so the corpus stays
+//! useful as the code changes. See fuzz/README.md.
+
+#[path = "../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod fuzz_checks;
+
+use std::path::{Path, PathBuf};
+
+use twamp::control::SecurityMode;
+use twamp::reflector::{Received, Reflector};
+use twamp::time::{FakeClock, Timestamp};
+use twamp::wire::{ReflectorPacket, RequestTwSession, SenderPacket, TestLayout};
+
+/// `(file name, bytes)` of every file in `fuzz/<kind>/<target>/`, sorted by name.
+fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "fuzz", kind, target].iter().collect();
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let mut out: Vec<(String, Vec<u8>)> = entries
+        .map(|e| e.expect("readable directory entry").path())
+        .filter(|p| p.is_file())
+        .map(|p| (file_name(&p), std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))))
+        .collect();
+    out.sort();
+    out
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Runs `check` on every seed and saved regression of `target`; there must be seeds.
+fn replay(target: &str, check: fn(&[u8])) {
+    let seeds = inputs("seeds", target);
+    assert!(!seeds.is_empty(), "no seeds in fuzz/seeds/{target}");
+    for (name, bytes) in seeds.iter().chain(inputs("regressions", target).iter()) {
+        let outcome = std::panic::catch_unwind(|| check(bytes));
+        assert!(outcome.is_ok(), "{target}: input {name} ({} octets) failed", bytes.len());
+    }
+}
+
+#[test]
+fn control_messages_inputs() {
+    replay("control_messages", fuzz_checks::control_messages);
+}
+
+#[test]
+fn test_packets_inputs() {
+    replay("test_packets", fuzz_checks::test_packets);
+}
+
+#[test]
+fn reflector_inputs() {
+    replay("reflector", fuzz_checks::reflector);
+}
+
+#[test]
+fn cli_values_inputs() {
+    replay("cli_values", fuzz_checks::cli_values);
+}
+
+/// The captured Request-TW-Session plaintexts are IPv4 requests the Server accepts.
+#[test]
+fn captured_requests_still_parse_and_validate() {
+    let mut n = 0;
+    for (name, bytes) in inputs("seeds", "control_messages") {
+        let plain = name.starts_with("open-") || name.contains("-plain-");
+        if !(plain && name.contains("request-tw-session")) {
+            continue;
+        }
+        let buf: [u8; RequestTwSession::LEN] = bytes[1..].try_into().expect("seed is selector + 112 octets");
+        let req = RequestTwSession::parse(&buf).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for mode in SecurityMode::STRICTEST_FIRST {
+            assert!(twamp::control::server::validate_request(&req, mode, fuzz_checks::PEER).is_ok(), "{name} in {mode}");
+        }
+        n += 1;
+    }
+    assert!(n >= 3, "expected the open, auth and encr requests, found {n}");
+}
+
+/// Every captured test packet is at least the open reflector base, so it parses in the open
+/// layout both ways, and the 112-octet ones in the authenticated layout too.
+#[test]
+fn captured_test_packets_still_parse() {
+    for (name, bytes) in inputs("seeds", "test_packets") {
+        let layout = if bytes.len() >= 112 { TestLayout::AUTHENTICATED } else { TestLayout::OPEN };
+        assert!(SenderPacket::parse(&bytes, &layout.sender).is_ok(), "{name}");
+        assert!(ReflectorPacket::parse(&bytes, &layout.reflector).is_ok(), "{name}");
+    }
+}
+
+/// The open-mode reflector seeds are reflected (not dropped), so the target starts from inputs
+/// that reach the whole reflection path.
+#[test]
+fn open_reflector_seeds_are_reflected() {
+    let mut n = 0;
+    for (name, bytes) in inputs("seeds", "reflector") {
+        if !name.starts_with("open-") {
+            continue;
+        }
+        let (head, datagram) = bytes.split_at(fuzz_checks::REFLECTOR_HEADER);
+        assert_eq!(head[0] & 3, 0, "{name}: open mode");
+        let mut rx = datagram.to_vec();
+        let mut out = vec![0u8; 65_535 + 112];
+        let clock = FakeClock::at(Timestamp(1));
+        let mut r = Reflector::new(TestLayout::OPEN, None, fuzz_checks::PEER);
+        let got = r.reflect(Received { bytes: &mut rx, from: fuzz_checks::PEER, ttl: Some(64), at: Timestamp(1) }, &clock, &mut out);
+        assert_eq!(got, Ok(datagram.len().max(41)), "{name}");
+        n += 1;
+    }
+    assert!(n >= 1, "no open-mode reflector seeds");
+}
