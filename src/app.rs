@@ -38,14 +38,19 @@ fn shutdown_flag() -> Arc<AtomicBool> {
 fn run_server(cfg: ServerConfig) -> crate::Result<()> {
     // Bind first: "address in use" must reach the terminal, before any fork.
     let listener = server::bind(&cfg)?;
-    if cfg.daemon {
-        daemon::detach(cfg.pidfile.as_deref())?;
-        // In the child: logging and threads only now (fork keeps only the calling thread).
+    let ready = if cfg.daemon {
+        let ready = daemon::detach(cfg.pidfile.as_deref())?;
+        // In the daemon: logging and threads only now (fork keeps only the calling thread).
         logging::init(&cfg.logging, false)?;
+        Some(ready)
     } else {
         logging::init(&cfg.logging, true)?;
-    }
+        None
+    };
     let stop = shutdown_flag();
+    if let Some(r) = ready {
+        r.signal();
+    }
     server::run(cfg, listener, stop)
 }
 

@@ -41,7 +41,11 @@ pub struct ControlStream<S: Transport> {
 
 impl<S: Transport> ControlStream<S> {
     pub fn new(stream: S, peer: Option<SocketAddr>) -> Self {
-        ControlStream { stream, peer, cipher: None }
+        ControlStream {
+            stream,
+            peer,
+            cipher: None,
+        }
     }
 
     pub fn peer(&self) -> Option<SocketAddr> {
@@ -64,11 +68,18 @@ impl<S: Transport> ControlStream<S> {
     /// Writes bytes as they are (Server-Greeting, Set-Up-Response, Server-Start's first 32).
     pub fn write_clear(&mut self, bytes: &[u8], what: &'static str) -> Result<()> {
         let peer = self.peer;
-        self.stream.write_all(bytes).map_err(|e| write_error(e, what, peer))
+        self.stream
+            .write_all(bytes)
+            .map_err(|e| write_error(e, what, peer))
     }
 
     /// Reads exactly `buf.len()` octets before `deadline`.
-    pub fn read_clear(&mut self, buf: &mut [u8], deadline: Instant, what: &'static str) -> Result<()> {
+    pub fn read_clear(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+        what: &'static str,
+    ) -> Result<()> {
         read_exact_deadline(&mut self.stream, buf, deadline, what, self.peer)
     }
 
@@ -78,16 +89,23 @@ impl<S: Transport> ControlStream<S> {
     /// middleboxes do not reassemble it.
     pub fn seal_unmacced(&mut self, block: &mut [u8], what: &'static str) -> Result<()> {
         if let Some(c) = self.cipher.as_mut() {
-            c.encrypt_unmacced(block).map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
+            c.encrypt_unmacced(block)
+                .map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
         }
         Ok(())
     }
 
     /// Reads and decrypts blocks that the next HMAC covers (Server-Start's last block).
-    pub fn read_unmacced(&mut self, block: &mut [u8], deadline: Instant, what: &'static str) -> Result<()> {
+    pub fn read_unmacced(
+        &mut self,
+        block: &mut [u8],
+        deadline: Instant,
+        what: &'static str,
+    ) -> Result<()> {
         self.read_clear(block, deadline, what)?;
         if let Some(c) = self.cipher.as_mut() {
-            c.decrypt(block).map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
+            c.decrypt(block)
+                .map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
             c.feed_recv(block);
         }
         Ok(())
@@ -97,17 +115,24 @@ impl<S: Transport> ControlStream<S> {
     /// HMAC and the whole message is encrypted; in open mode it goes as emitted (HMAC zero).
     pub fn send(&mut self, msg: &mut [u8], what: &'static str) -> Result<()> {
         if let Some(c) = self.cipher.as_mut() {
-            c.seal(msg).map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
+            c.seal(msg)
+                .map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
         }
         self.write_clear(msg, what)
     }
 
     /// Reads `buf.len()` octets of a message and decrypts them, without checking the HMAC yet
     /// (the Server reads the first block to learn the command, then the rest).
-    pub fn recv_part(&mut self, buf: &mut [u8], deadline: Instant, what: &'static str) -> Result<()> {
+    pub fn recv_part(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+        what: &'static str,
+    ) -> Result<()> {
         self.read_clear(buf, deadline, what)?;
         if let Some(c) = self.cipher.as_mut() {
-            c.decrypt(buf).map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
+            c.decrypt(buf)
+                .map_err(|e| Error::Protocol(format!("{what}: {e}")))?;
         }
         Ok(())
     }
@@ -115,7 +140,9 @@ impl<S: Transport> ControlStream<S> {
     /// Checks the HMAC of a whole received (decrypted) message. Open mode: nothing to check.
     pub fn verify(&mut self, msg: &[u8], what: &'static str) -> Result<()> {
         match self.cipher.as_mut() {
-            Some(c) => c.verify(msg).map_err(|_| Error::Auth(format!("bad HMAC on {what}"))),
+            Some(c) => c
+                .verify(msg)
+                .map_err(|_| Error::Auth(format!("bad HMAC on {what}"))),
             None => Ok(()),
         }
     }
@@ -142,7 +169,10 @@ impl<S: Transport> ControlStream<S> {
 
 fn write_error(e: io::Error, what: &'static str, peer: Option<SocketAddr>) -> Error {
     match e.kind() {
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Closed { waiting_for: what, addr: peer },
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Error::Closed {
+            waiting_for: what,
+            addr: peer,
+        },
         _ => Error::io("send", peer, e),
     }
 }
@@ -158,16 +188,37 @@ pub fn read_exact_deadline<R: Transport>(
     while !buf.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(Error::Timeout { waiting_for: what, addr: peer });
+            return Err(Error::Timeout {
+                waiting_for: what,
+                addr: peer,
+            });
         }
-        r.set_read_timeout(Some(left)).map_err(|e| Error::io("recv", peer, e))?;
+        r.set_read_timeout(Some(left))
+            .map_err(|e| Error::io("recv", peer, e))?;
         match r.read(buf) {
-            Ok(0) => return Err(Error::Closed { waiting_for: what, addr: peer }),
+            Ok(0) => {
+                return Err(Error::Closed {
+                    waiting_for: what,
+                    addr: peer,
+                })
+            }
             Ok(n) => buf = &mut buf[n..],
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted) => {
-                return Err(Error::Closed { waiting_for: what, addr: peer })
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                return Err(Error::Closed {
+                    waiting_for: what,
+                    addr: peer,
+                })
             }
             Err(e) => return Err(Error::io("recv", peer, e)),
         }
@@ -190,7 +241,8 @@ mod tests {
             b
         });
         let mut buf = [0u8; 5];
-        s.read_clear(&mut buf, Instant::now() + Duration::from_secs(5), "test").unwrap();
+        s.read_clear(&mut buf, Instant::now() + Duration::from_secs(5), "test")
+            .unwrap();
         assert_eq!(buf, [1, 2, 3, 4, 5]);
         drop(t.join());
     }
@@ -202,8 +254,23 @@ mod tests {
         b.write_all(&[1]).unwrap(); // one octet, then nothing
         let start = Instant::now();
         let mut buf = [0u8; 16];
-        let err = s.read_clear(&mut buf, start + Duration::from_millis(200), "Start-Sessions").unwrap_err();
-        assert!(matches!(err, Error::Timeout { waiting_for: "Start-Sessions", .. }), "{err}");
+        let err = s
+            .read_clear(
+                &mut buf,
+                start + Duration::from_millis(200),
+                "Start-Sessions",
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Timeout {
+                    waiting_for: "Start-Sessions",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(start.elapsed() < Duration::from_secs(2));
     }
 
@@ -213,7 +280,13 @@ mod tests {
         drop(b);
         let mut s = ControlStream::new(a, None);
         let mut buf = [0u8; 4];
-        let err = s.read_clear(&mut buf, Instant::now() + Duration::from_secs(1), "Server-Greeting").unwrap_err();
+        let err = s
+            .read_clear(
+                &mut buf,
+                Instant::now() + Duration::from_secs(1),
+                "Server-Greeting",
+            )
+            .unwrap_err();
         assert!(matches!(err, Error::Closed { .. }), "{err}");
     }
 }

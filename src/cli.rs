@@ -55,7 +55,12 @@ pub struct Cli {
     pub server: Option<String>,
 
     /// Client: number of test packets.
-    #[arg(short = 'c', long = "count", value_name = "COUNT", help_heading = "Client")]
+    #[arg(
+        short = 'c',
+        long = "count",
+        value_name = "COUNT",
+        help_heading = "Client"
+    )]
     pub count: Option<u32>,
 
     /// Client: interval between test packets (e.g. 100ms, 0.5s, 1s; a bare number is seconds).
@@ -73,7 +78,7 @@ pub struct Cli {
     pub padding: Option<u32>,
 
     /// Client: DSCP (0-63) for test packets, also sent in the Type-P Descriptor.
-    #[arg(long, value_name = "DSCP", help_heading = "Client")]
+    #[arg(long, value_name = "DSCP", value_parser = clap::value_parser!(u8).range(0..=63), help_heading = "Client")]
     pub dscp: Option<u8>,
 
     /// Client: security modes acceptable, in order of preference (comma list of open,
@@ -176,9 +181,28 @@ pub struct Cli {
 /// Long flag names, for the Go-style rewrite below.
 fn long_flags() -> Vec<String> {
     let cmd = Cli::command();
-    let mut v: Vec<String> = cmd.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect();
+    let mut v: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
     v.extend(["help".to_string(), "version".to_string()]);
     v
+}
+
+/// Whether a single-dash word is a Go-style long flag rather than clustered short flags
+/// (`-vv`, `-c10`, `-4`). Unknown words are treated as long flags too, so a typo is reported as
+/// `--bogus` rather than as a bundle of short flags.
+fn is_go_long(name: &str, longs: &[String]) -> bool {
+    if longs.iter().any(|l| l == name) {
+        return true;
+    }
+    let shorts_only = name.chars().all(|c| matches!(c, 'v' | 'q' | '4' | '6'));
+    let short_with_value = matches!(name.as_bytes()[0], b'c' | b'i')
+        && name[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c.is_ascii_alphabetic() && name.len() <= 6)
+        && name[1..].starts_with(|c: char| c.is_ascii_digit());
+    !(shorts_only || short_with_value || name.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// Rewrites Go-style single-dash long flags (`-mode`, `-mode=server`) into clap's `--mode`.
@@ -191,7 +215,7 @@ pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString
             if let Some(s) = a.to_str() {
                 if let Some(rest) = s.strip_prefix('-') {
                     let name = rest.split('=').next().unwrap_or("");
-                    if !rest.starts_with('-') && name.len() > 1 && longs.iter().any(|l| l == name) {
+                    if !rest.starts_with('-') && name.len() > 1 && is_go_long(name, &longs) {
                         out.push(OsString::from(format!("-{s}")));
                         continue;
                     }
@@ -209,7 +233,9 @@ impl Cli {
         Cli::parse_from(normalize_args(std::env::args_os()))
     }
 
-    pub fn try_from_args<I: IntoIterator<Item = S>, S: Into<OsString>>(args: I) -> Result<Self, clap::Error> {
+    pub fn try_from_args<I: IntoIterator<Item = S>, S: Into<OsString>>(
+        args: I,
+    ) -> Result<Self, clap::Error> {
         Cli::try_parse_from(normalize_args(args.into_iter().map(Into::into)))
     }
 }
@@ -226,7 +252,12 @@ mod tests {
 
     #[test]
     fn go_style_single_dash_long_flags() {
-        for args in [&["-mode", "server"][..], &["--mode", "server"], &["-mode=server"], &["--mode=server"]] {
+        for args in [
+            &["-mode", "server"][..],
+            &["--mode", "server"],
+            &["-mode=server"],
+            &["--mode=server"],
+        ] {
             assert_eq!(parse(args).mode, ModeArg::Server, "{args:?}");
         }
     }
@@ -234,27 +265,44 @@ mod tests {
     #[test]
     fn daemon_takes_an_optional_bool() {
         assert_eq!(parse(&["-mode", "server", "-daemon"]).daemon, Some(true));
-        assert_eq!(parse(&["-mode", "server", "-daemon", "true"]).daemon, Some(true));
-        assert_eq!(parse(&["-mode", "server", "-daemon=true"]).daemon, Some(true));
-        assert_eq!(parse(&["-mode", "server", "-daemon", "false"]).daemon, Some(false));
-        assert_eq!(parse(&["-mode", "server", "-daemon", "-v"]).daemon, Some(true));
+        assert_eq!(
+            parse(&["-mode", "server", "-daemon", "true"]).daemon,
+            Some(true)
+        );
+        assert_eq!(
+            parse(&["-mode", "server", "-daemon=true"]).daemon,
+            Some(true)
+        );
+        assert_eq!(
+            parse(&["-mode", "server", "-daemon", "false"]).daemon,
+            Some(false)
+        );
+        assert_eq!(
+            parse(&["-mode", "server", "-daemon", "-v"]).daemon,
+            Some(true)
+        );
         assert_eq!(parse(&["-mode", "server"]).daemon, None);
     }
 
     #[test]
     fn short_flags_stay_short() {
-        let c = parse(&["-mode", "client", "-server", "::1", "-c", "5", "-i", "10ms", "-4", "-vv"]);
+        let c = parse(&[
+            "-mode", "client", "-server", "::1", "-c", "5", "-i", "10ms", "-4", "-vv",
+        ]);
         assert_eq!(c.count, Some(5));
         assert_eq!(c.interval.as_deref(), Some("10ms"));
         assert!(c.ipv4);
         assert_eq!(c.verbose, 2);
         assert_eq!(parse(&["-mode=client", "-c=7"]).count, Some(7));
+        assert_eq!(parse(&["-mode=client", "-c10", "-i10ms"]).count, Some(10));
         assert_eq!(parse(&["-mode", "client", "-count", "9"]).count, Some(9));
     }
 
     #[test]
     fn unknown_flags_are_errors() {
-        assert!(Cli::try_from_args(["twamp", "-mode", "server", "-bogus"]).is_err());
+        let e = Cli::try_from_args(["twamp", "-mode", "server", "-bogus"]).unwrap_err();
+        assert!(e.to_string().contains("--bogus"), "{e}");
+        assert!(Cli::try_from_args(["twamp", "-mode", "client", "-dscp", "64"]).is_err());
         assert!(Cli::try_from_args(["twamp"]).is_err(), "-mode is required");
     }
 }

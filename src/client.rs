@@ -16,8 +16,8 @@ use crate::net;
 use crate::sender::{self, Outcome, Plan};
 use crate::time::{Clock, Timestamp};
 use crate::wire::{
-    Accept, AcceptSession, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse, Sid, StartAck, StartSessions,
-    StopSessions,
+    Accept, AcceptSession, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse, Sid,
+    StartAck, StartSessions, StopSessions,
 };
 
 /// Everything a report needs about one run.
@@ -41,17 +41,26 @@ pub struct Measurement {
 pub fn resolve(host: &str, port: u16, family: Family) -> Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| Error::Resolve { host: host.to_string(), source: e })?
+        .map_err(|e| Error::Resolve {
+            host: host.to_string(),
+            source: e,
+        })?
         .filter(|a| match family {
             Family::Any => true,
             Family::V4 => a.is_ipv4(),
             Family::V6 => a.is_ipv6(),
         })
         .collect();
+    let mut addrs = addrs;
+    // IPv6 first when a name has both, as twping does; the sort is stable.
+    addrs.sort_by_key(|a| a.is_ipv4());
     if addrs.is_empty() {
         return Err(Error::Resolve {
             host: host.to_string(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address of the requested family"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no address of the requested family",
+            ),
         });
     }
     Ok(addrs)
@@ -62,7 +71,12 @@ fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(TcpStream, Socket
     for a in addrs {
         match TcpStream::connect_timeout(a, timeout) {
             Ok(s) => return Ok((s, *a)),
-            Err(e) => last = Some(Error::Connect { addr: *a, source: e }),
+            Err(e) => {
+                last = Some(Error::Connect {
+                    addr: *a,
+                    source: e,
+                })
+            }
         }
     }
     Err(last.unwrap_or(Error::Config("no address to connect to".into())))
@@ -70,16 +84,27 @@ fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(TcpStream, Socket
 
 fn random<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| Error::io("getrandom", None, std::io::Error::other(e.to_string())))?;
+    getrandom::fill(&mut b)
+        .map_err(|e| Error::io("getrandom", None, std::io::Error::other(e.to_string())))?;
     Ok(b)
 }
 
 /// Runs one measurement against the configured server.
-pub fn run(cfg: &ClientConfig, clock: &dyn Clock, stop: &AtomicBool, progress: impl FnMut(&Outcome)) -> Result<Measurement> {
+pub fn run(
+    cfg: &ClientConfig,
+    clock: &dyn Clock,
+    stop: &AtomicBool,
+    progress: impl FnMut(&Outcome),
+) -> Result<Measurement> {
     let addrs = resolve(&cfg.host, cfg.port, cfg.family)?;
     let (stream, server) = connect(&addrs, cfg.connect_timeout)?;
     let _ = stream.set_nodelay(true);
-    let local_ip = net::unmap_ip(stream.local_addr().map_err(|e| Error::io("getsockname", Some(server), e))?.ip());
+    let local_ip = net::unmap_ip(
+        stream
+            .local_addr()
+            .map_err(|e| Error::io("getsockname", Some(server), e))?
+            .ip(),
+    );
     let mut ch = ControlStream::new(stream, Some(server));
     let deadline = || Instant::now() + cfg.connect_timeout;
 
@@ -102,7 +127,10 @@ pub fn run(cfg: &ClientConfig, clock: &dyn Clock, stop: &AtomicBool, progress: i
         setup.key_id = SetUpResponse::pack_key_id(user)
             .ok_or_else(|| Error::Config(format!("identity '{user}' is longer than 80 octets")))?;
         let k = crypto::derive_key(secret, &greeting.salt, greeting.count);
-        let session = SessionKeys { aes: random()?, hmac: random()? };
+        let session = SessionKeys {
+            aes: random()?,
+            hmac: random()?,
+        };
         setup.token = crypto::encrypt_token(&k, &greeting.challenge, &session);
         setup.client_iv = random()?;
         keys = Some(session);
@@ -118,9 +146,15 @@ pub fn run(cfg: &ClientConfig, clock: &dyn Clock, stop: &AtomicBool, progress: i
     if clear.accept != Accept::Ok {
         // RFC 4656 §3.1: a Server that cannot authenticate us answers Accept ≠ 0.
         return Err(if mode.needs_key() && clear.accept == Accept::Failure {
-            Error::Auth(format!("server {server} rejected identity '{}' or its key", cfg.user.as_deref().unwrap_or("")))
+            Error::Auth(format!(
+                "server {server} rejected identity '{}' or its key",
+                cfg.user.as_deref().unwrap_or("")
+            ))
         } else {
-            Error::Refused { message: "Server-Start", accept: clear.accept }
+            Error::Refused {
+                message: "Server-Start",
+                accept: clear.accept,
+            }
         });
     }
     if let Some(k) = &keys {
@@ -134,8 +168,12 @@ pub fn run(cfg: &ClientConfig, clock: &dyn Clock, stop: &AtomicBool, progress: i
     if cfg.dscp != 0 {
         crate::server::set_dscp(&sock, cfg.dscp);
     }
-    let local = sock.local_addr().map_err(|e| Error::io("getsockname", Some(bind), e))?;
-    let padding = cfg.padding.unwrap_or(mode.test_layout().size_difference() as u32);
+    let local = sock
+        .local_addr()
+        .map_err(|e| Error::io("getsockname", Some(bind), e))?;
+    let padding = cfg
+        .padding
+        .unwrap_or(mode.test_layout().size_difference() as u32);
     let req = decide::build_request(&SessionRequest {
         sender: local,
         // Ask for the same port number as ours, as twping does; the server may pick another.
@@ -162,7 +200,10 @@ pub fn run(cfg: &ClientConfig, clock: &dyn Clock, stop: &AtomicBool, progress: i
     ch.recv(&mut s, deadline(), "Start-Ack")?;
     let ack = StartAck::parse(&s);
     if ack.accept != Accept::Ok {
-        return Err(Error::Refused { message: "Start-Sessions", accept: ack.accept });
+        return Err(Error::Refused {
+            message: "Start-Sessions",
+            accept: ack.accept,
+        });
     }
 
     let plan = Plan {
@@ -181,7 +222,11 @@ pub fn run(cfg: &ClientConfig, clock: &dyn Clock, stop: &AtomicBool, progress: i
 
     // Stop-Sessions with the number of sessions we started (RFC 5357 §3.8).
     let mut s = [0u8; StopSessions::LEN];
-    StopSessions { accept: Accept::Ok, number_of_sessions: 1 }.emit(&mut s);
+    StopSessions {
+        accept: Accept::Ok,
+        number_of_sessions: 1,
+    }
+    .emit(&mut s);
     ch.send(&mut s, "Stop-Sessions")?;
     Ok(Measurement {
         server,

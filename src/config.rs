@@ -54,7 +54,9 @@ impl std::fmt::Debug for KeyFile {
         // Identities are not secret; pass-phrases are and never print.
         let mut ids: Vec<&String> = self.keys.keys().collect();
         ids.sort();
-        f.debug_struct("KeyFile").field("identities", &ids).finish_non_exhaustive()
+        f.debug_struct("KeyFile")
+            .field("identities", &ids)
+            .finish_non_exhaustive()
     }
 }
 
@@ -68,12 +70,16 @@ impl KeyFile {
             }
             let mut parts = line.split_whitespace();
             let (Some(id), Some(hex), None) = (parts.next(), parts.next(), parts.next()) else {
-                return Err(format!("line {}: expected 'identity hex-passphrase'", i + 1));
+                return Err(format!(
+                    "line {}: expected 'identity hex-passphrase'",
+                    i + 1
+                ));
             };
             if id.len() > 80 {
                 return Err(format!("line {}: identity longer than 80 octets", i + 1));
             }
-            let secret = decode_hex(hex).ok_or_else(|| format!("line {}: pass-phrase is not hex", i + 1))?;
+            let secret =
+                decode_hex(hex).ok_or_else(|| format!("line {}: pass-phrase is not hex", i + 1))?;
             keys.insert(id.to_string(), secret);
         }
         Ok(KeyFile { keys })
@@ -81,7 +87,8 @@ impl KeyFile {
 
     pub fn load(path: &str) -> Result<Self> {
         let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read key file {path}: {e}")))?,
+            std::fs::read_to_string(path)
+                .map_err(|e| Error::Config(format!("cannot read key file {path}: {e}")))?,
         );
         KeyFile::parse(&text).map_err(|e| Error::Config(format!("key file {path}: {e}")))
     }
@@ -100,7 +107,9 @@ impl KeyFile {
 
     /// The only identity, when there is exactly one (the client's default `-user`).
     pub fn single_identity(&self) -> Option<&str> {
-        (self.keys.len() == 1).then(|| self.keys.keys().next().map(String::as_str)).flatten()
+        (self.keys.len() == 1)
+            .then(|| self.keys.keys().next().map(String::as_str))
+            .flatten()
     }
 }
 
@@ -190,9 +199,13 @@ impl std::fmt::Debug for ClientConfig {
 /// Parses `10ms`, `0.5s`, `1s`, `2m`, `250us`, or a bare number of seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 100ms, 0.5s, 2)"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (e.g. 100ms, 0.5s, 2)"))?;
     let scale = match unit.trim() {
         "" | "s" | "sec" => 1.0,
         "ms" => 1e-3,
@@ -200,10 +213,14 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         "ns" => 1e-9,
         "m" | "min" => 60.0,
         "h" => 3600.0,
-        other => return Err(format!("unknown unit '{other}' in '{s}' (ns, us, ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{s}' (ns, us, ms, s, m, h)"
+            ))
+        }
     };
     let secs = v * scale;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("'{s}' is out of range"));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -211,7 +228,9 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 
 /// Parses `LO-HI`.
 pub fn parse_port_range(s: &str) -> std::result::Result<(u16, u16), String> {
-    let (lo, hi) = s.split_once('-').ok_or_else(|| format!("'{s}' is not a port range LO-HI"))?;
+    let (lo, hi) = s
+        .split_once('-')
+        .ok_or_else(|| format!("'{s}' is not a port range LO-HI"))?;
     let lo: u16 = lo.trim().parse().map_err(|_| format!("bad port '{lo}'"))?;
     let hi: u16 = hi.trim().parse().map_err(|_| format!("bad port '{hi}'"))?;
     if lo == 0 || lo > hi {
@@ -224,7 +243,9 @@ pub fn parse_port_range(s: &str) -> std::result::Result<(u16, u16), String> {
 pub fn split_host_port(s: &str, default_port: u16) -> std::result::Result<(String, u16), String> {
     let bad_port = |p: &str| format!("bad port '{p}' in '{s}'");
     if let Some(rest) = s.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| format!("missing ']' in '{s}'"))?;
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("missing ']' in '{s}'"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => p.parse().map_err(|_| bad_port(p))?,
             None if after.is_empty() => default_port,
@@ -236,8 +257,12 @@ pub fn split_host_port(s: &str, default_port: u16) -> std::result::Result<(Strin
         return Ok((s.to_string(), default_port));
     }
     match s.rsplit_once(':') {
-        Some((host, p)) if !host.contains(':') => Ok((host.to_string(), p.parse().map_err(|_| bad_port(p))?)),
-        Some(_) => Err(format!("'{s}': write IPv6 addresses with a port as [ADDR]:PORT")),
+        Some((host, p)) if !host.contains(':') => {
+            Ok((host.to_string(), p.parse().map_err(|_| bad_port(p))?))
+        }
+        Some(_) => Err(format!(
+            "'{s}': write IPv6 addresses with a port as [ADDR]:PORT"
+        )),
         None => Ok((s.to_string(), default_port)),
     }
 }
@@ -253,8 +278,15 @@ fn logging(cli: &Cli, default: log::LevelFilter) -> Logging {
     use log::LevelFilter::*;
     let levels = [Off, Error, Warn, Info, Debug, Trace];
     let base = levels.iter().position(|l| *l == default).unwrap_or(3);
-    let idx = if cli.quiet { 1 } else { (base + cli.verbose as usize).min(5) };
-    Logging { level: levels[idx], file: cli.logfile.as_ref().map(PathBuf::from) }
+    let idx = if cli.quiet {
+        1
+    } else {
+        (base + cli.verbose as usize).min(5)
+    };
+    Logging {
+        level: levels[idx],
+        file: cli.logfile.as_ref().map(PathBuf::from),
+    }
 }
 
 impl Mode {
@@ -266,17 +298,57 @@ impl Mode {
     }
 }
 
+/// Flags that belong to the other mode are an error, not silently ignored.
+fn reject(mode: &str, flags: &[(&str, bool)]) -> Result<()> {
+    let wrong: Vec<&str> = flags
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(n, _)| *n)
+        .collect();
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{} not valid with -mode {mode}",
+        wrong.join(", ")
+    )))
+}
+
 impl ServerConfig {
     pub fn from_cli(cli: &Cli) -> Result<Self> {
         if cli.server.is_some() {
-            return Err(Error::Config("-server is a client flag; the server listens with -listen".into()));
+            return Err(Error::Config(
+                "-server is a client flag; the server listens with -listen".into(),
+            ));
+        }
+        reject(
+            "server",
+            &[
+                ("-c", cli.count.is_some()),
+                ("-i", cli.interval.is_some()),
+                ("-timeout", cli.timeout.is_some()),
+                ("-padding", cli.padding.is_some()),
+                ("-dscp", cli.dscp.is_some()),
+                ("-auth", cli.auth.is_some()),
+                ("-user", cli.user.is_some()),
+                ("-max-count", cli.max_count.is_some()),
+                ("-format", cli.format.is_some()),
+                ("-output", cli.output.is_some()),
+                ("-header", cli.header.is_some()),
+                ("-connect-timeout", cli.connect_timeout.is_some()),
+            ],
+        )?;
+        if cli.pidfile.is_some() && cli.daemon != Some(true) {
+            return Err(Error::Config("-pidfile goes with -daemon true".into()));
         }
         let port = cli.port.unwrap_or(DEFAULT_CONTROL_PORT);
         let (listen, v6_only) = match (&cli.listen, cli.ipv4, cli.ipv6) {
             (Some(a), _, _) => {
-                let (host, p) = split_host_port(a, port).map_err(|e| Error::Config(format!("-listen: {e}")))?;
-                let ip: IpAddr =
-                    host.parse().map_err(|_| Error::Config(format!("-listen: '{host}' is not an IP address")))?;
+                let (host, p) =
+                    split_host_port(a, port).map_err(|e| Error::Config(format!("-listen: {e}")))?;
+                let ip: IpAddr = host.parse().map_err(|_| {
+                    Error::Config(format!("-listen: '{host}' is not an IP address"))
+                })?;
                 (SocketAddr::new(ip, p), cli.ipv6)
             }
             (None, true, _) => (SocketAddr::new(IpAddr::from([0u8; 4]), port), false),
@@ -289,9 +361,12 @@ impl ServerConfig {
         };
         let modes = match &cli.modes {
             Some(list) => {
-                let list = control::parse_mode_list(list).map_err(|e| Error::Config(format!("-modes: {e}")))?;
+                let list = control::parse_mode_list(list)
+                    .map_err(|e| Error::Config(format!("-modes: {e}")))?;
                 if keys.is_empty() && list.iter().any(|m| m.needs_key()) {
-                    return Err(Error::Config("-modes: authenticated, encrypted and mixed need -keyfile".into()));
+                    return Err(Error::Config(
+                        "-modes: authenticated, encrypted and mixed need -keyfile".into(),
+                    ));
                 }
                 control::modes_of(&list)
             }
@@ -300,15 +375,21 @@ impl ServerConfig {
         };
         let pbkdf2_count = cli.pbkdf2_count.unwrap_or(DEFAULT_PBKDF2_COUNT);
         if pbkdf2_count < 1024 || !pbkdf2_count.is_power_of_two() {
-            return Err(Error::Config(format!("-pbkdf2-count {pbkdf2_count}: must be a power of two >= 1024")));
+            return Err(Error::Config(format!(
+                "-pbkdf2-count {pbkdf2_count}: must be a power of two >= 1024"
+            )));
         }
         let test_ports = match &cli.test_ports {
-            Some(r) => Some(parse_port_range(r).map_err(|e| Error::Config(format!("-test-ports: {e}")))?),
+            Some(r) => {
+                Some(parse_port_range(r).map_err(|e| Error::Config(format!("-test-ports: {e}")))?)
+            }
             None => None,
         };
         let daemon = cli.daemon.unwrap_or(false);
         if daemon && cli.logfile.as_deref().is_some_and(|p| !p.starts_with('/')) {
-            return Err(Error::Config("-logfile must be an absolute path with -daemon (the daemon runs in /)".into()));
+            return Err(Error::Config(
+                "-logfile must be an absolute path with -daemon (the daemon runs in /)".into(),
+            ));
         }
         Ok(ServerConfig {
             listen,
@@ -328,7 +409,23 @@ impl ServerConfig {
 
 impl ClientConfig {
     pub fn from_cli(cli: &Cli) -> Result<Self> {
-        let server = cli.server.as_deref().ok_or_else(|| Error::Config("-mode client needs -server HOST[:PORT]".into()))?;
+        reject(
+            "client",
+            &[
+                ("-listen", cli.listen.is_some()),
+                ("-daemon", cli.daemon.is_some()),
+                ("-pidfile", cli.pidfile.is_some()),
+                ("-refwait", cli.refwait.is_some()),
+                ("-servwait", cli.servwait.is_some()),
+                ("-test-ports", cli.test_ports.is_some()),
+                ("-modes", cli.modes.is_some()),
+                ("-pbkdf2-count", cli.pbkdf2_count.is_some()),
+            ],
+        )?;
+        let server = cli
+            .server
+            .as_deref()
+            .ok_or_else(|| Error::Config("-mode client needs -server HOST[:PORT]".into()))?;
         let (host, port) = split_host_port(server, cli.port.unwrap_or(DEFAULT_CONTROL_PORT))
             .map_err(|e| Error::Config(format!("-server: {e}")))?;
         let family = match (cli.ipv4, cli.ipv6) {
@@ -342,15 +439,16 @@ impl ClientConfig {
         }
         let interval = dur(&cli.interval, DEFAULT_INTERVAL, "i")?;
         if interval < MIN_INTERVAL {
-            return Err(Error::Config(format!("-i: the shortest interval is {MIN_INTERVAL:?}")));
+            return Err(Error::Config(format!(
+                "-i: the shortest interval is {MIN_INTERVAL:?}"
+            )));
         }
-        let dscp = cli.dscp.unwrap_or(0);
-        if dscp > 63 {
-            return Err(Error::Config(format!("-dscp {dscp}: DSCP is 0-63")));
-        }
+        let dscp = cli.dscp.unwrap_or(0); // clap keeps it within 0..=63
         if let Some(p) = cli.padding {
             if p > control::server::MAX_TEST_PACKET - 48 {
-                return Err(Error::Config(format!("-padding {p}: too large for a UDP datagram")));
+                return Err(Error::Config(format!(
+                    "-padding {p}: too large for a UDP datagram"
+                )));
             }
         }
         // Secrets never come from the command line (they would show in ps): a key file, or
@@ -365,23 +463,36 @@ impl ClientConfig {
                 match &user {
                     Some(u) => Some(Zeroizing::new(
                         keys.get(u)
-                            .ok_or_else(|| Error::Config(format!("identity '{u}' not in key file {p}")))?
+                            .ok_or_else(|| {
+                                Error::Config(format!("identity '{u}' not in key file {p}"))
+                            })?
                             .to_vec(),
                     )),
-                    None => return Err(Error::Config("-keyfile holds several identities: choose one with -user".into())),
+                    None => {
+                        return Err(Error::Config(
+                            "-keyfile holds several identities: choose one with -user".into(),
+                        ))
+                    }
                 }
             }
-            None => std::env::var("TWAMP_PASSPHRASE").ok().filter(|s| !s.is_empty()).map(|s| Zeroizing::new(s.into_bytes())),
+            // The environment's pass-phrase goes with -user only: a TWAMP_PASSPHRASE left in a
+            // shell must not break plain open-mode runs.
+            None if user.is_some() => std::env::var("TWAMP_PASSPHRASE")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(|s| Zeroizing::new(s.into_bytes())),
+            None => None,
         };
-        if secret.is_some() && user.is_none() {
-            return Err(Error::Config("a pass-phrase needs an identity: -user ID".into()));
-        }
         let auth = match &cli.auth {
-            Some(list) => control::parse_mode_list(list).map_err(|e| Error::Config(format!("-auth: {e}")))?,
+            Some(list) => {
+                control::parse_mode_list(list).map_err(|e| Error::Config(format!("-auth: {e}")))?
+            }
             None => SecurityMode::STRICTEST_FIRST.to_vec(),
         };
         if cli.auth.is_some() && secret.is_none() && auth.iter().all(|m| m.needs_key()) {
-            return Err(Error::Config("-auth: these modes need a key (-keyfile, or TWAMP_PASSPHRASE with -user)".into()));
+            return Err(Error::Config(
+                "-auth: these modes need a key (-keyfile, or TWAMP_PASSPHRASE with -user)".into(),
+            ));
         }
         let format = match cli.format.unwrap_or(FormatArg::Text) {
             FormatArg::Text => Format::Text,
@@ -397,7 +508,11 @@ impl ClientConfig {
             count,
             interval,
             loss_timeout: dur(&cli.timeout, DEFAULT_LOSS_TIMEOUT, "timeout")?,
-            connect_timeout: dur(&cli.connect_timeout, DEFAULT_CONNECT_TIMEOUT, "connect-timeout")?,
+            connect_timeout: dur(
+                &cli.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+                "connect-timeout",
+            )?,
             padding: cli.padding,
             dscp,
             auth,

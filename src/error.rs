@@ -35,15 +35,31 @@ pub enum Error {
     /// The TCP connection to the Server failed.
     Connect { addr: SocketAddr, source: io::Error },
     /// A socket call failed. `op` is "bind", "recv", "send", ...
-    Io { op: &'static str, addr: Option<SocketAddr>, source: io::Error },
+    Io {
+        op: &'static str,
+        addr: Option<SocketAddr>,
+        source: io::Error,
+    },
     /// Nothing arrived in time while waiting for `waiting_for`.
-    Timeout { waiting_for: &'static str, addr: Option<SocketAddr> },
+    Timeout {
+        waiting_for: &'static str,
+        addr: Option<SocketAddr>,
+    },
     /// The peer closed the connection while we waited for `waiting_for`.
-    Closed { waiting_for: &'static str, addr: Option<SocketAddr> },
+    Closed {
+        waiting_for: &'static str,
+        addr: Option<SocketAddr>,
+    },
     /// The peer sent something we could not parse.
-    Wire { message: &'static str, source: wire::Error },
+    Wire {
+        message: &'static str,
+        source: wire::Error,
+    },
     /// The peer answered but refused (Accept ≠ 0).
-    Refused { message: &'static str, accept: Accept },
+    Refused {
+        message: &'static str,
+        accept: Accept,
+    },
     /// The Server offers no mode we are willing and able to use.
     NoCommonMode { offered: Modes, wanted: Modes },
     /// The Server-Greeting's Count is not acceptable (RFC 4656 §3.1, RFC 5357 §3.1).
@@ -70,10 +86,16 @@ impl Error {
         match self {
             Error::Config(_) => exit::USAGE,
             Error::Resolve { .. } | Error::Connect { .. } | Error::Closed { .. } => exit::NETWORK,
-            Error::Io { op, .. } if matches!(*op, "bind" | "socket" | "listen" | "daemon" | "pidfile") => exit::LOCAL,
+            Error::Io { op, .. }
+                if matches!(*op, "bind" | "socket" | "listen" | "daemon" | "pidfile") =>
+            {
+                exit::LOCAL
+            }
             Error::Io { .. } => exit::NETWORK,
             Error::Timeout { .. } => exit::TIMEOUT,
-            Error::Refused { .. } | Error::NoCommonMode { .. } | Error::BadCount { .. } => exit::REFUSED,
+            Error::Refused { .. } | Error::NoCommonMode { .. } | Error::BadCount { .. } => {
+                exit::REFUSED
+            }
             Error::Auth(_) => exit::AUTH,
             Error::Wire { .. } | Error::Protocol(_) => exit::PROTOCOL,
             Error::AllLost { .. } => exit::ALL_LOST,

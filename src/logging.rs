@@ -4,7 +4,9 @@
 
 use std::fs::OpenOptions;
 
-use simplelog::{ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger};
+use simplelog::{
+    ColorChoice, CombinedLogger, ConfigBuilder, SharedLogger, TermLogger, TerminalMode, WriteLogger,
+};
 
 use crate::config::Logging;
 use crate::error::{Error, Result};
@@ -20,16 +22,28 @@ pub fn init(cfg: &Logging, terminal: bool) -> Result<()> {
         .build();
     let mut loggers: Vec<Box<dyn SharedLogger>> = Vec::new();
     if terminal {
-        loggers.push(TermLogger::new(cfg.level, config.clone(), TerminalMode::Stderr, ColorChoice::Never));
+        loggers.push(TermLogger::new(
+            cfg.level,
+            config.clone(),
+            TerminalMode::Stderr,
+            ColorChoice::Never,
+        ));
     }
     if let Some(path) = &cfg.file {
         let f = OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| Error::Output { path: path.display().to_string(), source: e })?;
+            .map_err(|e| Error::Output {
+                path: path.display().to_string(),
+                source: e,
+            })?;
         // The file always gets at least info: it is where a daemon's history lives.
-        loggers.push(WriteLogger::new(cfg.level.max(log::LevelFilter::Info), config, f));
+        loggers.push(WriteLogger::new(
+            cfg.level.max(log::LevelFilter::Info),
+            config,
+            f,
+        ));
     }
     // A second init (tests run many servers in one process) keeps the first logger.
     let _ = CombinedLogger::init(loggers);

@@ -110,8 +110,11 @@ impl Default for Receiver {
 
 impl Receiver {
     pub fn new() -> Self {
-        let space = nsock::cmsg_space::<nix::sys::time::TimeSpec>() + 2 * nsock::cmsg_space::<libc::c_int>();
-        Receiver { cmsg: vec![0; space] }
+        let space = nsock::cmsg_space::<nix::sys::time::TimeSpec>()
+            + 2 * nsock::cmsg_space::<libc::c_int>();
+        Receiver {
+            cmsg: vec![0; space],
+        }
     }
 
     /// One datagram into `buf`. `Ok(None)` when the socket's read timeout expired.
@@ -133,7 +136,10 @@ impl Receiver {
             for c in cmsgs {
                 match c {
                     ControlMessageOwned::ScmTimestampns(ts) => {
-                        let d = Duration::new(ts.tv_sec().max(0) as u64, ts.tv_nsec().clamp(0, 999_999_999) as u32);
+                        let d = Duration::new(
+                            ts.tv_sec().max(0) as u64,
+                            ts.tv_nsec().clamp(0, 999_999_999) as u32,
+                        );
                         at = Some(Timestamp::from_unix_duration(d));
                     }
                     ControlMessageOwned::Ipv4Ttl(t) => ttl = u8::try_from(t).ok(),
@@ -147,7 +153,13 @@ impl Receiver {
         let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
         let len = msg.bytes;
         match from {
-            Some(from) => Ok(Some(Meta { len, from: unmap(from), ttl, at, truncated })),
+            Some(from) => Ok(Some(Meta {
+                len,
+                from: unmap(from),
+                ttl,
+                at,
+                truncated,
+            })),
             None => Ok(None), // no source address: not a datagram we can answer
         }
     }
@@ -157,8 +169,14 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
     if let Some(v4) = a.as_sockaddr_in() {
         return Some(SocketAddr::V4(SocketAddrV4::new(v4.ip(), v4.port())));
     }
-    a.as_sockaddr_in6()
-        .map(|v6| SocketAddr::V6(SocketAddrV6::new(v6.ip(), v6.port(), v6.flowinfo(), v6.scope_id())))
+    a.as_sockaddr_in6().map(|v6| {
+        SocketAddr::V6(SocketAddrV6::new(
+            v6.ip(),
+            v6.port(),
+            v6.flowinfo(),
+            v6.scope_id(),
+        ))
+    })
 }
 
 /// Sends to `to`, mapping an IPv4 destination when the socket is IPv6 (dual-stack).
@@ -183,7 +201,10 @@ mod tests {
         assert_eq!(unmap(m), "127.0.0.1:862".parse::<SocketAddr>().unwrap());
         let v6: SocketAddr = "[::1]:862".parse().unwrap();
         assert_eq!(unmap(v6), v6);
-        assert_eq!(unmap_ip("::ffff:10.0.0.1".parse().unwrap()), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(
+            unmap_ip("::ffff:10.0.0.1".parse().unwrap()),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))
+        );
     }
 
     #[test]
@@ -194,10 +215,17 @@ mod tests {
         let before = Timestamp::from_system_time(SystemTime::now());
         send_to(&a, b"hello", b.local_addr().unwrap()).unwrap();
         let mut buf = [0u8; 64];
-        let m = Receiver::new().recv(&b, &mut buf).unwrap().expect("datagram");
+        let m = Receiver::new()
+            .recv(&b, &mut buf)
+            .unwrap()
+            .expect("datagram");
         assert_eq!(m.len, 5);
         assert_eq!(m.from, a.local_addr().unwrap());
-        assert_eq!(m.ttl, Some(255), "we send with TTL 255 and loopback has no hops");
+        assert_eq!(
+            m.ttl,
+            Some(255),
+            "we send with TTL 255 and loopback has no hops"
+        );
         assert!(m.at >= before);
         assert!(!m.truncated);
     }
@@ -205,7 +233,9 @@ mod tests {
     #[test]
     fn dual_stack_socket_receives_v4_and_v6() {
         let server = udp_socket("[::]:0".parse().unwrap(), 0).unwrap();
-        server.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
         let port = server.local_addr().unwrap().port();
         let mut rx = Receiver::new();
         for client in ["127.0.0.1:0", "[::1]:0"] {

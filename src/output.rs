@@ -15,7 +15,12 @@ pub struct Record {
 
 impl Record {
     pub fn measured(cfg: &ClientConfig, started: &str, m: &Measurement) -> Self {
-        Record { started: started.into(), host: cfg.host.clone(), measurement: Some(m.clone()), error: None }
+        Record {
+            started: started.into(),
+            host: cfg.host.clone(),
+            measurement: Some(m.clone()),
+            error: None,
+        }
     }
 
     pub fn failed(cfg: &ClientConfig, started: &str, e: &Error) -> Self {
@@ -28,13 +33,19 @@ impl Record {
     }
 
     pub fn all_lost(&self) -> bool {
-        self.measurement.as_ref().is_some_and(|m| m.outcome.replies.is_empty())
+        self.measurement
+            .as_ref()
+            .is_some_and(|m| m.outcome.replies.is_empty())
     }
 }
 
 pub fn emit(cfg: &ClientConfig, r: &Record) -> Result<()> {
     let text = match (&r.measurement, &r.error) {
-        (Some(m), _) => format!("{} sent, {} received\n", m.outcome.sent.len(), m.outcome.replies.len()),
+        (Some(m), _) => format!(
+            "{} sent, {} received\n",
+            m.outcome.sent.len(),
+            m.outcome.replies.len()
+        ),
         (None, Some((k, msg))) => format!("error {k}: {msg}\n"),
         _ => String::new(),
     };

@@ -81,7 +81,12 @@ pub struct Reflector {
 
 impl Reflector {
     pub fn new(layout: TestLayout, cipher: Option<TestCipher>, peer: IpAddr) -> Self {
-        Reflector { layout, cipher, peer: net::unmap_ip(peer), next_seq: 0 }
+        Reflector {
+            layout,
+            cipher,
+            peer: net::unmap_ip(peer),
+            next_seq: 0,
+        }
     }
 
     /// Writes the reflection of `rx` into `out` and returns its length.
@@ -94,7 +99,12 @@ impl Reflector {
     /// "MAY re-use the packet padding"). The clock is read last, so T3 is as late as possible.
     ///
     /// `out` must hold at least `max(rx.len(), 112)` octets.
-    pub fn reflect(&mut self, rx: Received<'_>, clock: &dyn Clock, out: &mut [u8]) -> Result<usize, DropReason> {
+    pub fn reflect(
+        &mut self,
+        rx: Received<'_>,
+        clock: &dyn Clock,
+        out: &mut [u8],
+    ) -> Result<usize, DropReason> {
         if net::unmap_ip(rx.from) != self.peer {
             return Err(DropReason::WrongPeer);
         }
@@ -176,7 +186,9 @@ impl Handle {
 const POLL: Duration = Duration::from_millis(200);
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Starts the reflector loop for one session on its own thread.
@@ -266,12 +278,23 @@ pub fn spawn(
             return Err(e);
         }
     };
-    Ok(Handle { sid, port, counters, stop_at, thread: Some(thread) })
+    Ok(Handle {
+        sid,
+        port,
+        counters,
+        stop_at,
+        thread: Some(thread),
+    })
 }
 
 /// Binds the reflector socket for a session on `local`: the requested port when it is free,
 /// else a port from `range` (tried from a random start), else any port the OS gives.
-pub fn bind_test_port(local: IpAddr, requested: u16, range: Option<(u16, u16)>, rcvbuf: usize) -> std::io::Result<UdpSocket> {
+pub fn bind_test_port(
+    local: IpAddr,
+    requested: u16,
+    range: Option<(u16, u16)>,
+    rcvbuf: usize,
+) -> std::io::Result<UdpSocket> {
     if requested != 0 {
         if let Ok(s) = net::udp_socket(SocketAddr::new(local, requested), rcvbuf) {
             return Ok(s);
@@ -305,9 +328,13 @@ mod tests {
 
     fn sender_packet(seq: u32, padding: usize) -> Vec<u8> {
         let mut b = vec![0u8; 14 + padding];
-        SenderPacket { seq, timestamp: Timestamp::new(100, 0), error_estimate: ErrorEstimate(0x0001) }
-            .emit(&mut b, &TestLayout::OPEN.sender)
-            .unwrap();
+        SenderPacket {
+            seq,
+            timestamp: Timestamp::new(100, 0),
+            error_estimate: ErrorEstimate(0x0001),
+        }
+        .emit(&mut b, &TestLayout::OPEN.sender)
+        .unwrap();
         for (i, p) in b[14..].iter_mut().enumerate() {
             *p = (i as u8).wrapping_add(1);
         }
@@ -322,14 +349,31 @@ mod tests {
         for (i, seq) in [7u32, 9, 8].into_iter().enumerate() {
             let mut rx = sender_packet(seq, 27);
             let n = r
-                .reflect(Received { bytes: &mut rx, from: PEER, ttl: Some(64), at: Timestamp::new(100, 0x4000_0000) }, &clock, &mut out)
+                .reflect(
+                    Received {
+                        bytes: &mut rx,
+                        from: PEER,
+                        ttl: Some(64),
+                        at: Timestamp::new(100, 0x4000_0000),
+                    },
+                    &clock,
+                    &mut out,
+                )
                 .unwrap();
             assert_eq!(n, 41, "27 octets of padding make both directions 41 octets");
             let p = ReflectorPacket::parse(&out[..n], &TestLayout::OPEN.reflector).unwrap();
             assert_eq!(p.seq, i as u32, "the reflector's own counter");
             assert_eq!(p.sender_seq, seq);
-            assert_eq!(p.timestamp, Timestamp::new(100, 0x8000_0000), "T3 from the clock");
-            assert_eq!(p.receive_timestamp, Timestamp::new(100, 0x4000_0000), "T2 from the socket");
+            assert_eq!(
+                p.timestamp,
+                Timestamp::new(100, 0x8000_0000),
+                "T3 from the clock"
+            );
+            assert_eq!(
+                p.receive_timestamp,
+                Timestamp::new(100, 0x4000_0000),
+                "T2 from the socket"
+            );
             assert_eq!(p.sender_timestamp, Timestamp::new(100, 0));
             assert_eq!(p.sender_error_estimate, ErrorEstimate(1));
             assert_eq!(p.error_estimate, ErrorEstimate(1));
@@ -342,9 +386,26 @@ mod tests {
         let clock = FakeClock::at(Timestamp(1));
         let mut r = Reflector::new(TestLayout::OPEN, None, PEER);
         let mut out = vec![0u8; 4096];
-        for (padding, want) in [(0usize, 41usize), (10, 41), (27, 41), (100, 114), (1000, 1014)] {
+        for (padding, want) in [
+            (0usize, 41usize),
+            (10, 41),
+            (27, 41),
+            (100, 114),
+            (1000, 1014),
+        ] {
             let mut rx = sender_packet(0, padding);
-            let n = r.reflect(Received { bytes: &mut rx, from: PEER, ttl: None, at: Timestamp(1) }, &clock, &mut out).unwrap();
+            let n = r
+                .reflect(
+                    Received {
+                        bytes: &mut rx,
+                        from: PEER,
+                        ttl: None,
+                        at: Timestamp(1),
+                    },
+                    &clock,
+                    &mut out,
+                )
+                .unwrap();
             assert_eq!(n, want, "padding {padding}");
             // Padding is the sender's own, truncated at the end.
             let reused = n - 41;
@@ -358,7 +419,17 @@ mod tests {
         let mut r = Reflector::new(TestLayout::OPEN, None, PEER);
         let mut out = vec![0u8; 256];
         let mut rx = sender_packet(0, 27);
-        r.reflect(Received { bytes: &mut rx, from: PEER, ttl: None, at: Timestamp(1) }, &clock, &mut out).unwrap();
+        r.reflect(
+            Received {
+                bytes: &mut rx,
+                from: PEER,
+                ttl: None,
+                at: Timestamp(1),
+            },
+            &clock,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out[40], 255);
     }
 
@@ -370,19 +441,47 @@ mod tests {
         for n in 0..14 {
             let mut rx = vec![0u8; n];
             assert_eq!(
-                r.reflect(Received { bytes: &mut rx, from: PEER, ttl: None, at: Timestamp(1) }, &clock, &mut out),
+                r.reflect(
+                    Received {
+                        bytes: &mut rx,
+                        from: PEER,
+                        ttl: None,
+                        at: Timestamp(1)
+                    },
+                    &clock,
+                    &mut out
+                ),
                 Err(DropReason::Short { len: n })
             );
         }
         let mut rx = sender_packet(0, 27);
         let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
         assert_eq!(
-            r.reflect(Received { bytes: &mut rx, from: other, ttl: None, at: Timestamp(1) }, &clock, &mut out),
+            r.reflect(
+                Received {
+                    bytes: &mut rx,
+                    from: other,
+                    ttl: None,
+                    at: Timestamp(1)
+                },
+                &clock,
+                &mut out
+            ),
             Err(DropReason::WrongPeer)
         );
         // The mapped form of the peer is the peer.
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-        r.reflect(Received { bytes: &mut rx, from: mapped, ttl: None, at: Timestamp(1) }, &clock, &mut out).unwrap();
+        r.reflect(
+            Received {
+                bytes: &mut rx,
+                from: mapped,
+                ttl: None,
+                at: Timestamp(1),
+            },
+            &clock,
+            &mut out,
+        )
+        .unwrap();
         let p = ReflectorPacket::parse(&out, &TestLayout::OPEN.reflector).unwrap();
         assert_eq!(p.seq, 0, "dropped datagrams do not use up sequence numbers");
     }

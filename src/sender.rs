@@ -74,7 +74,8 @@ pub fn run(
     let mut rx = vec![0u8; net::MAX_DATAGRAM];
     let mut receiver = Receiver::new();
     // Reads after ppoll said readable do not block; the timeout is only a safety net.
-    sock.set_read_timeout(Some(Duration::from_millis(1))).map_err(|e| Error::io("recv", Some(to), e))?;
+    sock.set_read_timeout(Some(Duration::from_millis(1)))
+        .map_err(|e| Error::io("recv", Some(to), e))?;
     let to = net::unmap(to);
 
     let start = Instant::now();
@@ -90,14 +91,20 @@ pub fn run(
         if next < plan.count {
             let due = start + plan.interval * next;
             if now >= due {
-                let mut p = SenderPacket { seq: next, timestamp: clock.now(), error_estimate: clock.error_estimate() };
-                p.emit(&mut tx, &s).map_err(|e| Error::Protocol(e.to_string()))?;
+                let mut p = SenderPacket {
+                    seq: next,
+                    timestamp: clock.now(),
+                    error_estimate: clock.error_estimate(),
+                };
+                p.emit(&mut tx, &s)
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
                 // T1 as late as possible: after the packet is built, right before the send.
                 // (Encrypted mode must seal after the timestamp, so it reads the clock first.)
                 p.timestamp = clock.now();
                 p.emit_timestamp(&mut tx, &s);
                 if let Some(c) = &plan.cipher {
-                    c.seal_sender(&mut tx).map_err(|e| Error::Protocol(e.to_string()))?;
+                    c.seal_sender(&mut tx)
+                        .map_err(|e| Error::Protocol(e.to_string()))?;
                 }
                 match net::send_to(sock, &tx, to) {
                     Ok(_) => {}
@@ -105,7 +112,11 @@ pub fn run(
                     // as lost, the run goes on.
                     Err(e) => log::debug!("send seq {next} to {to}: {e}"),
                 }
-                out.sent.push(Sent { seq: next, t1: p.timestamp, t1_err: p.error_estimate });
+                out.sent.push(Sent {
+                    seq: next,
+                    t1: p.timestamp,
+                    t1_err: p.error_estimate,
+                });
                 if next == 0 {
                     out.first_send = Some(SystemTime::now());
                 }
@@ -126,12 +137,17 @@ pub fn run(
         if done_sending_at.is_some() && now >= until {
             break;
         }
-        let wait = until.saturating_duration_since(now).min(Duration::from_millis(200));
+        let wait = until
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(200));
         if !wait_readable(sock, wait) {
             continue;
         }
         // Drain everything that is queued.
-        while let Some(meta) = receiver.recv(sock, &mut rx).map_err(|e| Error::io("recv", Some(to), e))? {
+        while let Some(meta) = receiver
+            .recv(sock, &mut rx)
+            .map_err(|e| Error::io("recv", Some(to), e))?
+        {
             if meta.from != to {
                 out.stray += 1;
                 continue;

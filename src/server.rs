@@ -18,8 +18,8 @@ use crate::net;
 use crate::reflector::{self, Reflector};
 use crate::time::{Clock, SystemClock};
 use crate::wire::{
-    Accept, AcceptSession, Command, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse, StartAck,
-    StopSessions,
+    Accept, AcceptSession, Command, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse,
+    StartAck, StopSessions,
 };
 
 /// Once the first octet of a control message has arrived, the rest must follow within this
@@ -41,7 +41,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: ServerConfig, clock: Arc<dyn Clock>, shutdown: Arc<AtomicBool>) -> Arc<Self> {
+    pub fn new(
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+        shutdown: Arc<AtomicBool>,
+    ) -> Arc<Self> {
         Arc::new(Shared {
             config,
             clock,
@@ -54,7 +58,8 @@ impl Shared {
 
 /// Binds the control listener. Done before daemonizing so "address in use" reaches the terminal.
 pub fn bind(config: &ServerConfig) -> Result<TcpListener> {
-    net::tcp_listener(config.listen, config.v6_only).map_err(|e| Error::io("bind", Some(config.listen), e))
+    net::tcp_listener(config.listen, config.v6_only)
+        .map_err(|e| Error::io("bind", Some(config.listen), e))
 }
 
 /// Serves until `shared.shutdown` is set. Joins every connection thread before returning.
@@ -100,7 +105,11 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
             Err(e) => log::error!("{peer}: cannot start a thread: {e}"),
         }
     }
-    log::info!("shutting down: waiting for {} control connections", threads.len());
+    threads.retain(|t| !t.is_finished());
+    log::info!(
+        "shutting down: waiting for {} control connection(s)",
+        threads.len()
+    );
     for t in threads {
         let _ = t.join();
     }
@@ -116,7 +125,8 @@ fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
 
 fn random<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|e| Error::io("getrandom", None, std::io::Error::other(e.to_string())))?;
+    getrandom::fill(&mut b)
+        .map_err(|e| Error::io("getrandom", None, std::io::Error::other(e.to_string())))?;
     Ok(b)
 }
 
@@ -133,7 +143,12 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
     let cfg = &sh.config;
     log::info!("{peer}: control connection accepted");
     let _ = stream.set_nodelay(true);
-    let local_ip = net::unmap_ip(stream.local_addr().map_err(|e| Error::io("getsockname", Some(peer), e))?.ip());
+    let local_ip = net::unmap_ip(
+        stream
+            .local_addr()
+            .map_err(|e| Error::io("getsockname", Some(peer), e))?
+            .ip(),
+    );
     let mut ch = ControlStream::new(stream, Some(peer));
 
     // Server-Greeting (RFC 4656 §3.1).
@@ -150,12 +165,20 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
     // Set-Up-Response.
     wait_for_message(&ch, sh, None, "Set-Up-Response")?;
     let mut buf = [0u8; SetUpResponse::LEN];
-    ch.read_clear(&mut buf, Instant::now() + MESSAGE_TIMEOUT, "Set-Up-Response")?;
+    ch.read_clear(
+        &mut buf,
+        Instant::now() + MESSAGE_TIMEOUT,
+        "Set-Up-Response",
+    )?;
     let setup = SetUpResponse::parse(&buf);
-    let Some(mode) = SecurityMode::from_modes(setup.mode).filter(|m| cfg.modes.contains(m.bit())) else {
+    let Some(mode) = SecurityMode::from_modes(setup.mode).filter(|m| cfg.modes.contains(m.bit()))
+    else {
         // RFC 4656 §3.1: Mode 0 means the client declines; anything not offered is an error.
         // Either way the Server closes the connection.
-        return Err(Error::Protocol(format!("Set-Up-Response chose mode {} (offered {})", setup.mode, cfg.modes)));
+        return Err(Error::Protocol(format!(
+            "Set-Up-Response chose mode {} (offered {})",
+            setup.mode, cfg.modes
+        )));
     };
 
     // Authenticate the secure modes before saying anything more.
@@ -170,7 +193,11 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
             Ok(k) => session_keys = Some(k),
             Err(()) => {
                 let known = cfg.keys.get(&id).is_some();
-                let start = ServerStart { accept: Accept::Failure, server_iv: [0; 16], start_time: sh.clock.now() };
+                let start = ServerStart {
+                    accept: Accept::Failure,
+                    server_iv: [0; 16],
+                    start_time: sh.clock.now(),
+                };
                 let mut b = [0u8; ServerStart::LEN];
                 start.emit(&mut b);
                 let _ = ch.write_clear(&b, "Server-Start");
@@ -185,7 +212,11 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
 
     // Server-Start: Server-IV in clear, Start-Time encrypted in the secure modes.
     let server_iv: [u8; 16] = if mode.needs_key() { random()? } else { [0; 16] };
-    let start = ServerStart { accept: Accept::Ok, server_iv, start_time: sh.clock.now() };
+    let start = ServerStart {
+        accept: Accept::Ok,
+        server_iv,
+        start_time: sh.clock.now(),
+    };
     let mut b = [0u8; ServerStart::LEN];
     start.emit(&mut b);
     if let Some(k) = &session_keys {
@@ -193,12 +224,29 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
     }
     ch.seal_unmacced(&mut b[ServerStart::CLEAR_LEN..], "Server-Start")?;
     ch.write_clear(&b, "Server-Start")?;
-    log::info!("{peer}: mode {mode}{}", if mode.needs_key() { format!(", identity '{}'", setup.key_id_str()) } else { String::new() });
+    log::info!(
+        "{peer}: mode {mode}{}",
+        if mode.needs_key() {
+            format!(", identity '{}'", setup.key_id_str())
+        } else {
+            String::new()
+        }
+    );
 
     let mut conn = Conn::new();
     let mut pending: Vec<Pending> = Vec::new();
     let mut running: Vec<(reflector::Handle, Duration)> = Vec::new();
-    let result = command_loop(&mut ch, sh, peer, local_ip, mode, session_keys.as_ref(), &mut conn, &mut pending, &mut running);
+    let result = command_loop(
+        &mut ch,
+        sh,
+        peer,
+        local_ip,
+        mode,
+        session_keys.as_ref(),
+        &mut conn,
+        &mut pending,
+        &mut running,
+    );
     // However the connection ends, its reflectors end too: the test sessions belong to it.
     for (h, _) in running {
         h.join();
@@ -223,7 +271,11 @@ fn command_loop(
             return Ok(()); // shutdown
         }
         let mut msg = [0u8; RequestTwSession::LEN];
-        match ch.recv_part(&mut msg[..16], Instant::now() + MESSAGE_TIMEOUT, "control command") {
+        match ch.recv_part(
+            &mut msg[..16],
+            Instant::now() + MESSAGE_TIMEOUT,
+            "control command",
+        ) {
             Ok(()) => {}
             // Closing between commands is how a Control-Client ends; not an error.
             Err(Error::Closed { .. }) => return Ok(()),
@@ -252,7 +304,10 @@ fn command_loop(
                             };
                             log::info!(
                                 "{peer}: session {} accepted on port {} (requested {}, padding {})",
-                                p.sid, a.port, req.receiver_port, req.padding_length
+                                p.sid,
+                                a.port,
+                                req.receiver_port,
+                                req.padding_length
                             );
                             pending.push(p);
                             conn.session_accepted();
@@ -269,7 +324,11 @@ fn command_loop(
                 ch.send(&mut out, "Accept-Session")?;
             }
             Next::Start => {
-                ch.recv_part(&mut msg[16..32], Instant::now() + MESSAGE_TIMEOUT, "Start-Sessions")?;
+                ch.recv_part(
+                    &mut msg[16..32],
+                    Instant::now() + MESSAGE_TIMEOUT,
+                    "Start-Sessions",
+                )?;
                 ch.verify(&msg[..32], "Start-Sessions")?;
                 for p in pending.drain(..) {
                     let r = Reflector::new(mode.test_layout(), p.cipher, p.spec.peer);
@@ -289,10 +348,14 @@ fn command_loop(
                 let mut out = [0u8; StartAck::LEN];
                 StartAck { accept: Accept::Ok }.emit(&mut out);
                 ch.send(&mut out, "Start-Ack")?;
-                log::info!("{peer}: {} sessions started", conn.started());
+                log::info!("{peer}: {} session(s) started", conn.started());
             }
             Next::Stop => {
-                ch.recv_part(&mut msg[16..32], Instant::now() + MESSAGE_TIMEOUT, "Stop-Sessions")?;
+                ch.recv_part(
+                    &mut msg[16..32],
+                    Instant::now() + MESSAGE_TIMEOUT,
+                    "Stop-Sessions",
+                )?;
                 ch.verify(&msg[..32], "Stop-Sessions")?;
                 let mut m32 = [0u8; StopSessions::LEN];
                 m32.copy_from_slice(&msg[..32]);
@@ -304,7 +367,7 @@ fn command_loop(
                 for (h, timeout) in running.iter() {
                     h.stop_after(*timeout);
                 }
-                log::info!("{peer}: Stop-Sessions for {n} sessions");
+                log::info!("{peer}: Stop-Sessions for {n} session(s)");
             }
         }
     }
@@ -319,21 +382,34 @@ fn accept_session(
     keys: Option<&SessionKeys>,
 ) -> std::result::Result<Pending, decide::Refusal> {
     let spec = decide::validate_request(req, mode, peer.ip())?;
-    let socket = reflector::bind_test_port(local_ip, spec.requested_port, sh.config.test_ports, REFLECTOR_RCVBUF)
-        .map_err(|e| decide::Refusal {
-            accept: Accept::TemporaryResourceLimitation,
-            reason: format!("no test port free: {e}"),
-        })?;
+    let socket = reflector::bind_test_port(
+        local_ip,
+        spec.requested_port,
+        sh.config.test_ports,
+        REFLECTOR_RCVBUF,
+    )
+    .map_err(|e| decide::Refusal {
+        accept: Accept::TemporaryResourceLimitation,
+        reason: format!("no test port free: {e}"),
+    })?;
     if spec.dscp != 0 {
         set_dscp(&socket, spec.dscp);
     }
-    let rnd: [u8; 4] = random().map_err(|e| decide::Refusal { accept: Accept::InternalError, reason: e.to_string() })?;
+    let rnd: [u8; 4] = random().map_err(|e| decide::Refusal {
+        accept: Accept::InternalError,
+        reason: e.to_string(),
+    })?;
     let sid = decide::make_sid(local_ip, sh.clock.now(), rnd);
     let cipher = match (mode.test_security(), keys) {
         (Some(sec), Some(k)) => Some(TestCipher::new(&TestKeys::derive(k, &sid.0), sec)),
         _ => None,
     };
-    Ok(Pending { spec, socket, sid, cipher })
+    Ok(Pending {
+        spec,
+        socket,
+        sid,
+        cipher,
+    })
 }
 
 /// Marks outgoing test packets with the session's DSCP (TOS = DSCP << 2, RFC 2474).
@@ -341,7 +417,11 @@ pub fn set_dscp(socket: &std::net::UdpSocket, dscp: u8) {
     let s = socket2::SockRef::from(socket);
     let tos = u32::from(dscp) << 2;
     let v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
-    let r = if v6 { s.set_tclass_v6(tos) } else { s.set_tos_v4(tos) };
+    let r = if v6 {
+        s.set_tclass_v6(tos)
+    } else {
+        s.set_tos_v4(tos)
+    };
     if let Err(e) = r {
         log::warn!("cannot set DSCP {dscp}: {e}");
     }
@@ -367,7 +447,9 @@ fn wait_for_message(
             return Ok(true);
         }
         if let Some(rs) = running {
-            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
             for (h, _) in rs {
                 let seen = h.counters.last_rx_ms.load(Ordering::Relaxed);
                 let ago = Duration::from_millis(now_ms.saturating_sub(seen));
@@ -377,13 +459,18 @@ fn wait_for_message(
             }
         }
         if last.elapsed() >= sh.config.servwait {
-            return Err(Error::Timeout { waiting_for: what, addr: ch.peer() });
+            return Err(Error::Timeout {
+                waiting_for: what,
+                addr: ch.peer(),
+            });
         }
     }
 }
 
 /// Builds the shared state and serves; the entry point for `-mode server`.
 pub fn run(config: ServerConfig, listener: TcpListener, shutdown: Arc<AtomicBool>) -> Result<()> {
-    serve(listener, Shared::new(config, Arc::new(SystemClock::new()), shutdown))
+    serve(
+        listener,
+        Shared::new(config, Arc::new(SystemClock::new()), shutdown),
+    )
 }
-

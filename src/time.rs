@@ -70,7 +70,7 @@ impl Timestamp {
     /// 2^-32 s unit. Negative when `earlier` is later (unsynchronised one-way delays can be).
     pub fn diff_nanos(self, earlier: Timestamp) -> i64 {
         let d = self.0.wrapping_sub(earlier.0) as i64; // units of 2^-32 s, two's complement
-        // d * 1e9 / 2^32 without overflow: split into seconds and fraction.
+                                                       // d * 1e9 / 2^32 without overflow: split into seconds and fraction.
         let secs = d >> 32;
         let frac = d & 0xffff_ffff;
         secs * 1_000_000_000 + ((frac * 1_000_000_000 + (1 << 31)) >> 32)
@@ -234,7 +234,11 @@ impl ClockState {
 
     #[cfg(not(target_os = "linux"))]
     pub fn read() -> Self {
-        ClockState { synchronized: false, max_error_us: 0, est_error_us: 0 }
+        ClockState {
+            synchronized: false,
+            max_error_us: 0,
+            est_error_us: 0,
+        }
     }
 
     /// An honest Error Estimate: S only when the kernel says synchronised, and the error from
@@ -242,9 +246,16 @@ impl ClockState {
     /// error, as twping's do, but never the S bit.
     pub fn error_estimate(self) -> ErrorEstimate {
         if !self.synchronized {
-            return ErrorEstimate::from_error(false, Duration::from_micros(self.max_error_us.clamp(1, 16_000_000) as u64));
+            return ErrorEstimate::from_error(
+                false,
+                Duration::from_micros(self.max_error_us.clamp(1, 16_000_000) as u64),
+            );
         }
-        let us = if self.est_error_us > 0 { self.est_error_us } else { self.max_error_us };
+        let us = if self.est_error_us > 0 {
+            self.est_error_us
+        } else {
+            self.max_error_us
+        };
         ErrorEstimate::from_error(true, Duration::from_micros(us.max(1) as u64))
     }
 }
@@ -258,7 +269,10 @@ pub struct FakeClock {
 
 impl FakeClock {
     pub fn at(t: Timestamp) -> Self {
-        FakeClock { now: std::sync::atomic::AtomicU64::new(t.0), estimate: 0x0001 }
+        FakeClock {
+            now: std::sync::atomic::AtomicU64::new(t.0),
+            estimate: 0x0001,
+        }
     }
 
     pub fn set(&self, t: Timestamp) {
@@ -302,7 +316,7 @@ mod tests {
             (0u32, 0u32),
             (250_000_000, 0x4000_0000),
             (750_000_000, 0xc000_0000),
-            (1, 4),                 // 4.294967296 → 4
+            (1, 4),                     // 4.294967296 → 4
             (999_999_999, 0xffff_fffc), // 4294967291.7 → ...fffc (rounds to 4294967292)
         ] {
             let ts = Timestamp::from_unix_duration(Duration::new(0, ns));
@@ -314,7 +328,11 @@ mod tests {
     fn system_time_round_trip_is_exact_to_the_nanosecond() {
         for ns in [0u32, 1, 2, 3, 123_456_789, 500_000_000, 999_999_999] {
             let t = UNIX_EPOCH + Duration::new(1_700_000_000, ns);
-            assert_eq!(Timestamp::from_system_time(t).to_system_time(), t, "ns={ns}");
+            assert_eq!(
+                Timestamp::from_system_time(t).to_system_time(),
+                t,
+                "ns={ns}"
+            );
         }
         let now = SystemTime::now();
         let back = Timestamp::from_system_time(now).to_system_time();
@@ -351,16 +369,32 @@ mod tests {
             let ee = ErrorEstimate::from_error(true, d);
             assert!(ee.synchronized());
             assert!(ee.is_valid());
-            assert!(ee.seconds() >= d.as_secs_f64(), "{us} µs → {}", ee.seconds());
-            assert!(ee.seconds() < d.as_secs_f64() * 1.01 + 1e-9, "{us} µs → {}", ee.seconds());
+            assert!(
+                ee.seconds() >= d.as_secs_f64(),
+                "{us} µs → {}",
+                ee.seconds()
+            );
+            assert!(
+                ee.seconds() < d.as_secs_f64() * 1.01 + 1e-9,
+                "{us} µs → {}",
+                ee.seconds()
+            );
         }
     }
 
     #[test]
     fn unsynchronised_clock_never_sets_s() {
-        let st = ClockState { synchronized: false, max_error_us: 500, est_error_us: 1 };
+        let st = ClockState {
+            synchronized: false,
+            max_error_us: 500,
+            est_error_us: 1,
+        };
         assert!(!st.error_estimate().synchronized());
-        let st = ClockState { synchronized: true, max_error_us: 500, est_error_us: 20 };
+        let st = ClockState {
+            synchronized: true,
+            max_error_us: 500,
+            est_error_us: 20,
+        };
         assert!(st.error_estimate().synchronized());
         // This machine's state, whatever it is, must agree with the kernel's own flag.
         let real = ClockState::read();

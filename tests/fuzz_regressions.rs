@@ -21,19 +21,30 @@ use twamp::wire::{ReflectorPacket, RequestTwSession, SenderPacket, TestLayout};
 
 /// `(file name, bytes)` of every file in `fuzz/<kind>/<target>/`, sorted by name.
 fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "fuzz", kind, target].iter().collect();
-    let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+    let dir: PathBuf = [env!("CARGO_MANIFEST_DIR"), "fuzz", kind, target]
+        .iter()
+        .collect();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
     let mut out: Vec<(String, Vec<u8>)> = entries
         .map(|e| e.expect("readable directory entry").path())
         .filter(|p| p.is_file())
-        .map(|p| (file_name(&p), std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))))
+        .map(|p| {
+            (
+                file_name(&p),
+                std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+            )
+        })
         .collect();
     out.sort();
     out
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Runs `check` on every seed and saved regression of `target`; there must be seeds.
@@ -42,7 +53,11 @@ fn replay(target: &str, check: fn(&[u8])) {
     assert!(!seeds.is_empty(), "no seeds in fuzz/seeds/{target}");
     for (name, bytes) in seeds.iter().chain(inputs("regressions", target).iter()) {
         let outcome = std::panic::catch_unwind(|| check(bytes));
-        assert!(outcome.is_ok(), "{target}: input {name} ({} octets) failed", bytes.len());
+        assert!(
+            outcome.is_ok(),
+            "{target}: input {name} ({} octets) failed",
+            bytes.len()
+        );
     }
 }
 
@@ -75,14 +90,22 @@ fn captured_requests_still_parse_and_validate() {
         if !(plain && name.contains("request-tw-session")) {
             continue;
         }
-        let buf: [u8; RequestTwSession::LEN] = bytes[1..].try_into().expect("seed is selector + 112 octets");
+        let buf: [u8; RequestTwSession::LEN] = bytes[1..]
+            .try_into()
+            .expect("seed is selector + 112 octets");
         let req = RequestTwSession::parse(&buf).unwrap_or_else(|e| panic!("{name}: {e}"));
         for mode in SecurityMode::STRICTEST_FIRST {
-            assert!(twamp::control::server::validate_request(&req, mode, fuzz_checks::PEER).is_ok(), "{name} in {mode}");
+            assert!(
+                twamp::control::server::validate_request(&req, mode, fuzz_checks::PEER).is_ok(),
+                "{name} in {mode}"
+            );
         }
         n += 1;
     }
-    assert!(n >= 3, "expected the open, auth and encr requests, found {n}");
+    assert!(
+        n >= 3,
+        "expected the open, auth and encr requests, found {n}"
+    );
 }
 
 /// Every captured test packet is at least the open reflector base, so it parses in the open
@@ -90,9 +113,19 @@ fn captured_requests_still_parse_and_validate() {
 #[test]
 fn captured_test_packets_still_parse() {
     for (name, bytes) in inputs("seeds", "test_packets") {
-        let layout = if bytes.len() >= 112 { TestLayout::AUTHENTICATED } else { TestLayout::OPEN };
-        assert!(SenderPacket::parse(&bytes, &layout.sender).is_ok(), "{name}");
-        assert!(ReflectorPacket::parse(&bytes, &layout.reflector).is_ok(), "{name}");
+        let layout = if bytes.len() >= 112 {
+            TestLayout::AUTHENTICATED
+        } else {
+            TestLayout::OPEN
+        };
+        assert!(
+            SenderPacket::parse(&bytes, &layout.sender).is_ok(),
+            "{name}"
+        );
+        assert!(
+            ReflectorPacket::parse(&bytes, &layout.reflector).is_ok(),
+            "{name}"
+        );
     }
 }
 
@@ -111,7 +144,16 @@ fn open_reflector_seeds_are_reflected() {
         let mut out = vec![0u8; 65_535 + 112];
         let clock = FakeClock::at(Timestamp(1));
         let mut r = Reflector::new(TestLayout::OPEN, None, fuzz_checks::PEER);
-        let got = r.reflect(Received { bytes: &mut rx, from: fuzz_checks::PEER, ttl: Some(64), at: Timestamp(1) }, &clock, &mut out);
+        let got = r.reflect(
+            Received {
+                bytes: &mut rx,
+                from: fuzz_checks::PEER,
+                ttl: Some(64),
+                at: Timestamp(1),
+            },
+            &clock,
+            &mut out,
+        );
         assert_eq!(got, Ok(datagram.len().max(41)), "{name}");
         n += 1;
     }

@@ -19,9 +19,13 @@ fn udp() -> UdpSocket {
 
 fn ping(sock: &UdpSocket, port: u16, seq: u32) -> Option<ReflectorPacket> {
     let mut b = [0u8; 41];
-    SenderPacket { seq, timestamp: Timestamp::new(1, 0), error_estimate: ErrorEstimate(1) }
-        .emit(&mut b, &TestLayout::OPEN.sender)
-        .unwrap();
+    SenderPacket {
+        seq,
+        timestamp: Timestamp::new(1, 0),
+        error_estimate: ErrorEstimate(1),
+    }
+    .emit(&mut b, &TestLayout::OPEN.sender)
+    .unwrap();
     sock.send_to(&b, ("127.0.0.1", port)).unwrap();
     let mut r = [0u8; 2048];
     let (n, _) = sock.recv_from(&mut r).ok()?;
@@ -54,10 +58,16 @@ fn full_exchange_reflects_and_stops() {
         let p = ping(&sock, a.port, seq).expect("reflection");
         assert_eq!(p.sender_seq, seq);
         assert_eq!(p.seq, seq);
-        assert_eq!(p.sender_ttl, 200, "Sender TTL is the TTL the reflector received");
+        assert_eq!(
+            p.sender_ttl, 200,
+            "Sender TTL is the TTL the reflector received"
+        );
     }
     c.stop(1);
-    assert!(wait_until(Duration::from_secs(3), || srv.live_sessions() == 0), "reflector ends after Timeout");
+    assert!(
+        wait_until(Duration::from_secs(3), || srv.live_sessions() == 0),
+        "reflector ends after Timeout"
+    );
 }
 
 #[test]
@@ -67,7 +77,10 @@ fn servwait_closes_an_idle_control_connection() {
     let srv = TestServer::start(cfg);
     let mut c = RawClient::connect(srv.addr);
     let _greeting = c.read::<64>().unwrap();
-    assert!(c.closed_within(Duration::from_secs(5)), "idle connection closed after SERVWAIT");
+    assert!(
+        c.closed_within(Duration::from_secs(5)),
+        "idle connection closed after SERVWAIT"
+    );
 }
 
 #[test]
@@ -82,7 +95,10 @@ fn refwait_ends_a_silent_session() {
     c.start();
     assert!(ping(&sock, a.port, 0).is_some());
     assert_eq!(srv.live_sessions(), 1);
-    assert!(wait_until(Duration::from_secs(5), || srv.live_sessions() == 0), "REFWAIT ended the reflector");
+    assert!(
+        wait_until(Duration::from_secs(5), || srv.live_sessions() == 0),
+        "REFWAIT ended the reflector"
+    );
 }
 
 #[test]
@@ -134,7 +150,11 @@ fn conf_sender_nonzero_is_refused_with_accept_3() {
         timeout: Duration::from_secs(1),
         dscp: 0,
     });
-    wire::RequestTwSession { conf_sender: 1, ..r }.emit(&mut b);
+    wire::RequestTwSession {
+        conf_sender: 1,
+        ..r
+    }
+    .emit(&mut b);
     c.write(&b).unwrap();
     let a = wire::AcceptSession::parse(&c.read::<48>().unwrap());
     assert_eq!(a.accept, Accept::NotSupported);
@@ -149,7 +169,11 @@ fn a_mode_not_offered_closes_the_connection() {
     let mut c = RawClient::connect(srv.addr);
     c.read::<64>().unwrap();
     let mut b = [0u8; wire::SetUpResponse::LEN];
-    wire::SetUpResponse { mode: Modes::ENCRYPTED, ..wire::SetUpResponse::open() }.emit(&mut b);
+    wire::SetUpResponse {
+        mode: Modes::ENCRYPTED,
+        ..wire::SetUpResponse::open()
+    }
+    .emit(&mut b);
     c.write(&b).unwrap();
     assert!(c.closed_within(Duration::from_secs(5)));
 }

@@ -19,11 +19,19 @@ impl Drop for Kill {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn tshark_available() -> bool {
-    Command::new("tshark").arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("tshark")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 #[test]
@@ -32,7 +40,10 @@ fn wireshark_decodes_our_control_and_test_packets() {
         eprintln!("skipped: TWAMP_SKIP_TSHARK is set");
         return;
     }
-    assert!(tshark_available(), "tshark is not installed: run `bash .ci/run`, which installs it");
+    assert!(
+        tshark_available(),
+        "tshark is not installed: run `bash .ci/run`, which installs it"
+    );
     let port = free_port();
     let dir = std::env::temp_dir().join(format!("twamp-tshark-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -40,7 +51,15 @@ fn wireshark_decodes_our_control_and_test_packets() {
 
     let _server = Kill(
         Command::new(BIN)
-            .args(["-mode", "server", "-listen", "127.0.0.1", "-port", &port.to_string(), "-q"])
+            .args([
+                "-mode",
+                "server",
+                "-listen",
+                "127.0.0.1",
+                "-port",
+                &port.to_string(),
+                "-q",
+            ])
             .spawn()
             .unwrap(),
     );
@@ -58,26 +77,50 @@ fn wireshark_decodes_our_control_and_test_packets() {
         let start = Instant::now();
         let mut seen = Vec::new();
         let mut buf = [0u8; 256];
-        while start.elapsed() < Duration::from_secs(20) && !String::from_utf8_lossy(&seen).contains("Capturing on") {
+        while start.elapsed() < Duration::from_secs(20)
+            && !String::from_utf8_lossy(&seen).contains("Capturing on")
+        {
             match err.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => seen.extend_from_slice(&buf[..n]),
             }
         }
-        assert!(String::from_utf8_lossy(&seen).contains("Capturing on"), "tshark did not start: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            String::from_utf8_lossy(&seen).contains("Capturing on"),
+            "tshark did not start: {}",
+            String::from_utf8_lossy(&seen)
+        );
         std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
         // "Capturing on" comes a little before the capture really starts.
         std::thread::sleep(Duration::from_millis(1500));
     }
     let cap = Kill(cap);
     let out = Command::new(BIN)
-        .args(["-mode", "client", "-server", &format!("127.0.0.1:{port}"), "-c", "5", "-i", "20ms", "-timeout", "300ms", "-q"])
+        .args([
+            "-mode",
+            "client",
+            "-server",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "5",
+            "-i",
+            "20ms",
+            "-timeout",
+            "300ms",
+            "-q",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "client: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "client: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::thread::sleep(Duration::from_millis(500));
     // SIGINT lets tshark finish the file.
-    let _ = Command::new("kill").args(["-INT", &cap.0.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &cap.0.id().to_string()])
+        .status();
     let start = Instant::now();
     let mut cap = cap;
     while start.elapsed() < Duration::from_secs(10) && cap.0.try_wait().ok().flatten().is_none() {
@@ -92,11 +135,18 @@ fn wireshark_decodes_our_control_and_test_packets() {
             .args(extra)
             .output()
             .unwrap();
-        assert!(o.status.success(), "tshark -r: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "tshark -r: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let summary = decode(&[]);
-    assert!(!summary.contains("Malformed"), "malformed frames:\n{summary}");
+    assert!(
+        !summary.contains("Malformed"),
+        "malformed frames:\n{summary}"
+    );
     for want in [
         "Server Greeting",
         "Setup Response",

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use twamp::wire::{
-    AcceptSession, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse, StartAck, StopSessions, TestLayout,
+    AcceptSession, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse, StartAck,
+    StopSessions, TestLayout,
 };
 use twamp::wire::{ReflectorPacket, SenderPacket};
 
@@ -31,19 +32,38 @@ fn vectors_dir() -> std::path::PathBuf {
 /// Splits the hexdump file into `###` control sections and `frame` test-packet sections.
 fn load(name: &str) -> Vec<Section> {
     let path = vectors_dir().join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (CI lays ../shared beside the repo)", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (CI lays ../shared beside the repo)",
+            path.display()
+        )
+    });
     let mut out: Vec<Section> = Vec::new();
     let mut direction = String::new();
     for line in text.lines() {
         let t = line.trim();
         if let Some(h) = t.strip_prefix("### ") {
             direction = h.to_string();
-            out.push(Section { title: h.to_string(), src_port: None, bytes: Vec::new() });
+            out.push(Section {
+                title: h.to_string(),
+                src_port: None,
+                bytes: Vec::new(),
+            });
         } else if t.starts_with("frame ") {
             // "### UDP 20097 -> 19203: ..." names the ports of the frames below it.
-            let src_port = direction.strip_prefix("UDP ").and_then(|r| r.split_whitespace().next()).and_then(|p| p.parse().ok());
-            out.push(Section { title: format!("{direction} | {t}"), src_port, bytes: Vec::new() });
-        } else if t.len() > 6 && t.as_bytes()[4] == b' ' && t[..4].chars().all(|c| c.is_ascii_hexdigit()) {
+            let src_port = direction
+                .strip_prefix("UDP ")
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse().ok());
+            out.push(Section {
+                title: format!("{direction} | {t}"),
+                src_port,
+                bytes: Vec::new(),
+            });
+        } else if t.len() > 6
+            && t.as_bytes()[4] == b' '
+            && t[..4].chars().all(|c| c.is_ascii_hexdigit())
+        {
             let sec = out.last_mut().expect("hex line after a heading");
             for w in t[6..].split_whitespace() {
                 if w.len() != 2 || !w.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -58,7 +78,10 @@ fn load(name: &str) -> Vec<Section> {
 }
 
 fn arr<const N: usize>(s: &Section) -> [u8; N] {
-    s.bytes.as_slice().try_into().unwrap_or_else(|_| panic!("{}: {} octets, want {N}", s.title, s.bytes.len()))
+    s.bytes
+        .as_slice()
+        .try_into()
+        .unwrap_or_else(|_| panic!("{}: {} octets, want {N}", s.title, s.bytes.len()))
 }
 
 #[test]
@@ -83,7 +106,8 @@ fn every_open_mode_control_message_round_trips() {
             "Server-Greeting" => round_trip!(ServerGreeting, ServerGreeting::parse),
             "Set-Up-Response" => round_trip!(SetUpResponse, SetUpResponse::parse),
             "Server-Start" => round_trip!(ServerStart, ServerStart::parse),
-            "Request-TW-Session" => round_trip!(RequestTwSession, |b| RequestTwSession::parse(b).expect("valid request")),
+            "Request-TW-Session" => round_trip!(RequestTwSession, |b| RequestTwSession::parse(b)
+                .expect("valid request")),
             "Accept-Session" => round_trip!(AcceptSession, AcceptSession::parse),
             "Start-Sessions" => {
                 let b: [u8; 32] = arr(s);
@@ -146,10 +170,20 @@ fn reflected_packets_echo_the_sender_packets() {
     let sections = load("owamp_open.hexdump.txt");
     let layout = TestLayout::OPEN;
     let from_sender = |s: &&Section| s.src_port.is_some_and(|p| p >= 20000);
-    let senders: Vec<&Section> = sections.iter().filter(|s| s.is_test()).filter(from_sender).collect();
-    let reflections: Vec<&Section> = sections.iter().filter(|s| s.is_test() && !from_sender(s)).collect();
+    let senders: Vec<&Section> = sections
+        .iter()
+        .filter(|s| s.is_test())
+        .filter(from_sender)
+        .collect();
+    let reflections: Vec<&Section> = sections
+        .iter()
+        .filter(|s| s.is_test() && !from_sender(s))
+        .collect();
     let mut matched = 0;
-    for r in reflections.iter().map(|s| ReflectorPacket::parse(&s.bytes, &layout.reflector).unwrap()) {
+    for r in reflections
+        .iter()
+        .map(|s| ReflectorPacket::parse(&s.bytes, &layout.reflector).unwrap())
+    {
         let sender = senders
             .iter()
             .filter_map(|s| SenderPacket::parse(&s.bytes, &layout.sender).ok())

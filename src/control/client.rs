@@ -24,16 +24,30 @@ pub fn check_count(count: u32, max: u32) -> Result<()> {
 
 /// Picks the first mode in `preferences` that the Server offers and that we can use
 /// (the secure modes need a key). A Modes of 0 is the Server's refusal (RFC 4656 §3.1).
-pub fn choose_mode(greeting: &ServerGreeting, preferences: &[SecurityMode], have_key: bool) -> Result<SecurityMode> {
+pub fn choose_mode(
+    greeting: &ServerGreeting,
+    preferences: &[SecurityMode],
+    have_key: bool,
+) -> Result<SecurityMode> {
     let wanted = super::modes_of(preferences);
     if greeting.modes.security().is_empty() {
-        return Err(Error::Refused { message: "Server-Greeting offers no mode", accept: Accept::Failure });
+        return Err(Error::Refused {
+            message: "Server-Greeting offers no mode",
+            accept: Accept::Failure,
+        });
     }
     preferences
         .iter()
         .copied()
         .find(|m| greeting.modes.contains(m.bit()) && (have_key || !m.needs_key()))
-        .ok_or(Error::NoCommonMode { offered: greeting.modes, wanted: if have_key { wanted } else { wanted.intersection(Modes::UNAUTHENTICATED) } })
+        .ok_or(Error::NoCommonMode {
+            offered: greeting.modes,
+            wanted: if have_key {
+                wanted
+            } else {
+                wanted.intersection(Modes::UNAUTHENTICATED)
+            },
+        })
 }
 
 /// What the Session-Sender asks for.
@@ -58,7 +72,11 @@ pub fn build_request(r: &SessionRequest) -> RequestTwSession {
     // A request carries one address family (IPVN); a mismatch can only come from a mapped
     // address, already unmapped above, so fall back to unspecified rather than lie.
     if s.is_ipv4() != recv.is_ipv4() {
-        recv = if s.is_ipv4() { IpAddr::from([0u8; 4]) } else { IpAddr::from([0u16; 8]) };
+        recv = if s.is_ipv4() {
+            IpAddr::from([0u8; 4])
+        } else {
+            IpAddr::from([0u16; 8])
+        };
     }
     RequestTwSession {
         conf_sender: 0,
@@ -83,10 +101,15 @@ pub fn build_request(r: &SessionRequest) -> RequestTwSession {
 /// the one requested (RFC 5357 §3.5).
 pub fn check_accept_session(a: &AcceptSession) -> Result<(u16, Sid)> {
     if a.accept != Accept::Ok {
-        return Err(Error::Refused { message: "Request-TW-Session", accept: a.accept });
+        return Err(Error::Refused {
+            message: "Request-TW-Session",
+            accept: a.accept,
+        });
     }
     if a.port == 0 {
-        return Err(Error::Protocol("Accept-Session accepted with port 0".into()));
+        return Err(Error::Protocol(
+            "Accept-Session accepted with port 0".into(),
+        ));
     }
     Ok((a.port, a.sid))
 }
@@ -96,7 +119,12 @@ mod tests {
     use super::*;
 
     fn greeting(modes: u32) -> ServerGreeting {
-        ServerGreeting { modes: Modes(modes), challenge: [0; 16], salt: [0; 16], count: 1024 }
+        ServerGreeting {
+            modes: Modes(modes),
+            challenge: [0; 16],
+            salt: [0; 16],
+            count: 1024,
+        }
     }
 
     #[test]
@@ -105,7 +133,13 @@ mod tests {
             assert!(check_count(ok, DEFAULT_MAX_COUNT).is_ok(), "{ok}");
         }
         for bad in [0, 1, 512, 1023, 1025, 3000, 65536, u32::MAX] {
-            assert!(matches!(check_count(bad, DEFAULT_MAX_COUNT), Err(Error::BadCount { .. })), "{bad}");
+            assert!(
+                matches!(
+                    check_count(bad, DEFAULT_MAX_COUNT),
+                    Err(Error::BadCount { .. })
+                ),
+                "{bad}"
+            );
         }
         assert!(check_count(65536, 65536).is_ok());
     }
@@ -113,12 +147,30 @@ mod tests {
     #[test]
     fn choose_mode_follows_preferences_and_keys() {
         let all = SecurityMode::STRICTEST_FIRST;
-        assert_eq!(choose_mode(&greeting(7), &all, true).unwrap(), SecurityMode::Encrypted);
-        assert_eq!(choose_mode(&greeting(7), &all, false).unwrap(), SecurityMode::Open);
-        assert_eq!(choose_mode(&greeting(1 | 8), &all, true).unwrap(), SecurityMode::Mixed);
-        assert!(matches!(choose_mode(&greeting(2), &all, false), Err(Error::NoCommonMode { .. })));
-        assert!(matches!(choose_mode(&greeting(0), &all, true), Err(Error::Refused { .. })));
-        assert!(matches!(choose_mode(&greeting(2), &[SecurityMode::Open], true), Err(Error::NoCommonMode { .. })));
+        assert_eq!(
+            choose_mode(&greeting(7), &all, true).unwrap(),
+            SecurityMode::Encrypted
+        );
+        assert_eq!(
+            choose_mode(&greeting(7), &all, false).unwrap(),
+            SecurityMode::Open
+        );
+        assert_eq!(
+            choose_mode(&greeting(1 | 8), &all, true).unwrap(),
+            SecurityMode::Mixed
+        );
+        assert!(matches!(
+            choose_mode(&greeting(2), &all, false),
+            Err(Error::NoCommonMode { .. })
+        ));
+        assert!(matches!(
+            choose_mode(&greeting(0), &all, true),
+            Err(Error::Refused { .. })
+        ));
+        assert!(matches!(
+            choose_mode(&greeting(2), &[SecurityMode::Open], true),
+            Err(Error::NoCommonMode { .. })
+        ));
     }
 
     #[test]
@@ -135,16 +187,28 @@ mod tests {
         assert_eq!(r.sender_address, "127.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!(r.type_p, 46 << 24);
         assert_eq!(r.timeout, Timestamp::new(2, 0));
-        assert_eq!((r.conf_sender, r.conf_receiver, r.sid), (0, 0, Sid::default()));
+        assert_eq!(
+            (r.conf_sender, r.conf_receiver, r.sid),
+            (0, 0, Sid::default())
+        );
     }
 
     #[test]
     fn accept_session_checks() {
-        let ok = AcceptSession { accept: Accept::Ok, port: 19000, sid: Sid([1; 16]), reflected_octets: 0, server_octets: 0 };
+        let ok = AcceptSession {
+            accept: Accept::Ok,
+            port: 19000,
+            sid: Sid([1; 16]),
+            reflected_octets: 0,
+            server_octets: 0,
+        };
         assert_eq!(check_accept_session(&ok).unwrap().0, 19000);
         let refused = AcceptSession::refuse(Accept::TemporaryResourceLimitation);
         let err = check_accept_session(&refused).unwrap_err();
-        assert!(err.to_string().contains("temporary resource limitations"), "{err}");
+        assert!(
+            err.to_string().contains("temporary resource limitations"),
+            "{err}"
+        );
         assert!(check_accept_session(&AcceptSession { port: 0, ..ok }).is_err());
     }
 }

@@ -29,8 +29,12 @@ pub enum SecurityMode {
 
 impl SecurityMode {
     /// Strictest first: the default preference order of a Control-Client that holds a key.
-    pub const STRICTEST_FIRST: [SecurityMode; 4] =
-        [SecurityMode::Encrypted, SecurityMode::Authenticated, SecurityMode::Mixed, SecurityMode::Open];
+    pub const STRICTEST_FIRST: [SecurityMode; 4] = [
+        SecurityMode::Encrypted,
+        SecurityMode::Authenticated,
+        SecurityMode::Mixed,
+        SecurityMode::Open,
+    ];
 
     pub fn bit(self) -> Modes {
         match self {
@@ -100,7 +104,9 @@ impl FromStr for SecurityMode {
             "authenticated" | "auth" | "a" | "2" => Ok(SecurityMode::Authenticated),
             "encrypted" | "e" | "4" => Ok(SecurityMode::Encrypted),
             "mixed" | "m" | "8" => Ok(SecurityMode::Mixed),
-            other => Err(format!("unknown mode '{other}' (open, authenticated, encrypted, mixed)")),
+            other => Err(format!(
+                "unknown mode '{other}' (open, authenticated, encrypted, mixed)"
+            )),
         }
     }
 }
@@ -143,14 +149,20 @@ mod tests {
         assert_eq!(SecurityMode::from_modes(Modes(3)), None);
         assert_eq!(SecurityMode::from_modes(Modes(0)), None);
         // Extension bits beside one security mode are fine.
-        assert_eq!(SecurityMode::from_modes(Modes(1 | 32)), Some(SecurityMode::Open));
+        assert_eq!(
+            SecurityMode::from_modes(Modes(1 | 32)),
+            Some(SecurityMode::Open)
+        );
     }
 
     #[test]
     fn mixed_mode_tests_in_the_open_layout() {
         assert_eq!(SecurityMode::Mixed.test_layout(), TestLayout::OPEN);
         assert_eq!(SecurityMode::Mixed.test_security(), None);
-        assert_eq!(SecurityMode::Authenticated.test_layout(), TestLayout::AUTHENTICATED);
+        assert_eq!(
+            SecurityMode::Authenticated.test_layout(),
+            TestLayout::AUTHENTICATED
+        );
     }
 
     #[test]
@@ -161,6 +173,9 @@ mod tests {
         );
         assert!(parse_mode_list("open,bogus").is_err());
         assert!(parse_mode_list("").is_err());
-        assert_eq!(modes_of(&[SecurityMode::Open, SecurityMode::Mixed]), Modes(9));
+        assert_eq!(
+            modes_of(&[SecurityMode::Open, SecurityMode::Mixed]),
+            Modes(9)
+        );
     }
 }

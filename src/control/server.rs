@@ -44,21 +44,31 @@ pub struct SessionSpec {
 }
 
 /// Validates Request-TW-Session (RFC 5357 §3.5).
-pub fn validate_request(req: &RequestTwSession, mode: SecurityMode, peer: IpAddr) -> Result<SessionSpec, Refusal> {
+pub fn validate_request(
+    req: &RequestTwSession,
+    mode: SecurityMode,
+    peer: IpAddr,
+) -> Result<SessionSpec, Refusal> {
     let refuse = |accept, reason: String| Err(Refusal { accept, reason });
     // RFC 5357 §3.5: "Conf-Sender and Conf-Receiver MUST be set to 0 ... the Server MUST
     // interpret any non-zero value ... as an unsupported request".
     if req.conf_sender != 0 || req.conf_receiver != 0 {
         return refuse(
             Accept::NotSupported,
-            format!("Conf-Sender {} / Conf-Receiver {} must be 0", req.conf_sender, req.conf_receiver),
+            format!(
+                "Conf-Sender {} / Conf-Receiver {} must be 0",
+                req.conf_sender, req.conf_receiver
+            ),
         );
     }
     let base = mode.test_layout().sender.base as u32;
     if req.padding_length > MAX_TEST_PACKET - base {
         return refuse(
             Accept::NotSupported,
-            format!("Padding Length {} makes test packets over {MAX_TEST_PACKET} octets", req.padding_length),
+            format!(
+                "Padding Length {} makes test packets over {MAX_TEST_PACKET} octets",
+                req.padding_length
+            ),
         );
     }
     // Type-P Descriptor (RFC 4656 §3.5 as used by RFC 5357): the first two bits 00 mean a DSCP
@@ -66,7 +76,10 @@ pub fn validate_request(req: &RequestTwSession, mode: SecurityMode, peer: IpAddr
     // support yet, nor any bit in the other octets.
     let type_p = req.type_p;
     if type_p & 0x00ff_ffff != 0 || type_p >> 30 != 0 {
-        return refuse(Accept::NotSupported, format!("Type-P Descriptor 0x{type_p:08x} not supported"));
+        return refuse(
+            Accept::NotSupported,
+            format!("Type-P Descriptor 0x{type_p:08x} not supported"),
+        );
     }
     Ok(SessionSpec {
         peer,
@@ -139,7 +152,11 @@ impl Default for Conn {
 
 impl Conn {
     pub fn new() -> Self {
-        Conn { state: State::ExpectCommand, accepted: 0, started: 0 }
+        Conn {
+            state: State::ExpectCommand,
+            accepted: 0,
+            started: 0,
+        }
     }
 
     pub fn state(&self) -> State {
@@ -160,13 +177,19 @@ impl Conn {
         match (self.state, cmd) {
             (State::ExpectCommand, Command::RequestTwSession) => Ok(Next::Request),
             (State::ExpectCommand, Command::StartSessions) if self.accepted > 0 => Ok(Next::Start),
-            (State::ExpectCommand, Command::StartSessions) => Err("Start-Sessions with no session accepted".into()),
-            (_, Command::StopSessions) => Ok(Next::Stop),
-            (State::Testing, Command::RequestTwSession) => {
-                Err("Request-TW-Session after Start-Sessions (not supported without RFC 5938)".into())
+            (State::ExpectCommand, Command::StartSessions) => {
+                Err("Start-Sessions with no session accepted".into())
             }
-            (State::Testing, Command::StartSessions) => Err("Start-Sessions while sessions are running".into()),
-            (_, Command::Forbidden) => Err("command 1 (OWAMP Request-Session) is forbidden in TWAMP".into()),
+            (_, Command::StopSessions) => Ok(Next::Stop),
+            (State::Testing, Command::RequestTwSession) => Err(
+                "Request-TW-Session after Start-Sessions (not supported without RFC 5938)".into(),
+            ),
+            (State::Testing, Command::StartSessions) => {
+                Err("Start-Sessions while sessions are running".into())
+            }
+            (_, Command::Forbidden) => {
+                Err("command 1 (OWAMP Request-Session) is forbidden in TWAMP".into())
+            }
             (_, other) => Err(format!("unsupported command {}", u8::from(other))),
         }
     }
@@ -235,30 +258,61 @@ mod tests {
     #[test]
     fn conf_sender_and_receiver_must_be_zero() {
         for (s, r) in [(1, 0), (0, 1), (1, 1)] {
-            let req = RequestTwSession { conf_sender: s, conf_receiver: r, ..request() };
-            assert_eq!(validate_request(&req, SecurityMode::Open, PEER).unwrap_err().accept, Accept::NotSupported);
+            let req = RequestTwSession {
+                conf_sender: s,
+                conf_receiver: r,
+                ..request()
+            };
+            assert_eq!(
+                validate_request(&req, SecurityMode::Open, PEER)
+                    .unwrap_err()
+                    .accept,
+                Accept::NotSupported
+            );
         }
     }
 
     #[test]
     fn huge_padding_is_refused() {
-        let req = RequestTwSession { padding_length: u32::MAX, ..request() };
-        assert_eq!(validate_request(&req, SecurityMode::Open, PEER).unwrap_err().accept, Accept::NotSupported);
-        let req = RequestTwSession { padding_length: MAX_TEST_PACKET - 14, ..request() };
+        let req = RequestTwSession {
+            padding_length: u32::MAX,
+            ..request()
+        };
+        assert_eq!(
+            validate_request(&req, SecurityMode::Open, PEER)
+                .unwrap_err()
+                .accept,
+            Accept::NotSupported
+        );
+        let req = RequestTwSession {
+            padding_length: MAX_TEST_PACKET - 14,
+            ..request()
+        };
         assert!(validate_request(&req, SecurityMode::Open, PEER).is_ok());
         assert!(validate_request(&req, SecurityMode::Encrypted, PEER).is_err());
     }
 
     #[test]
     fn long_timeouts_are_clamped() {
-        let req = RequestTwSession { timeout: Timestamp::new(u32::MAX, 0), ..request() };
-        assert_eq!(validate_request(&req, SecurityMode::Open, PEER).unwrap().timeout, MAX_SESSION_TIMEOUT);
+        let req = RequestTwSession {
+            timeout: Timestamp::new(u32::MAX, 0),
+            ..request()
+        };
+        assert_eq!(
+            validate_request(&req, SecurityMode::Open, PEER)
+                .unwrap()
+                .timeout,
+            MAX_SESSION_TIMEOUT
+        );
     }
 
     #[test]
     fn sid_layout_and_never_zero() {
         let sid = make_sid(PEER, Timestamp(0x1122_3344_5566_7788), [9, 8, 7, 6]);
-        assert_eq!(sid.0, [127, 0, 0, 1, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 9, 8, 7, 6]);
+        assert_eq!(
+            sid.0,
+            [127, 0, 0, 1, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 9, 8, 7, 6]
+        );
         let zero = make_sid(IpAddr::V4(Ipv4Addr::UNSPECIFIED), Timestamp(0), [0; 4]);
         assert_ne!(zero, Sid::default());
         let v6 = make_sid("2001:db8::1".parse().unwrap(), Timestamp(1), [0; 4]);
@@ -268,7 +322,10 @@ mod tests {
     #[test]
     fn command_order() {
         let mut c = Conn::new();
-        assert!(c.on_command(Command::StartSessions).is_err(), "start before any request");
+        assert!(
+            c.on_command(Command::StartSessions).is_err(),
+            "start before any request"
+        );
         assert_eq!(c.on_command(Command::RequestTwSession), Ok(Next::Request));
         c.session_accepted();
         c.session_accepted();
@@ -280,11 +337,21 @@ mod tests {
         assert!(c.on_command(Command::Forbidden).is_err());
         assert!(c.on_command(Command::Unknown(42)).is_err());
         assert_eq!(c.on_command(Command::StopSessions), Ok(Next::Stop));
-        let wrong = StopSessions { accept: Accept::Ok, number_of_sessions: 1 };
+        let wrong = StopSessions {
+            accept: Accept::Ok,
+            number_of_sessions: 1,
+        };
         assert!(c.on_stop(&wrong).is_err());
-        let right = StopSessions { accept: Accept::Ok, number_of_sessions: 2 };
+        let right = StopSessions {
+            accept: Accept::Ok,
+            number_of_sessions: 2,
+        };
         assert_eq!(c.on_stop(&right), Ok(2));
         assert_eq!(c.state(), State::ExpectCommand);
-        assert_eq!(c.on_command(Command::RequestTwSession), Ok(Next::Request), "the connection can be reused");
+        assert_eq!(
+            c.on_command(Command::RequestTwSession),
+            Ok(Next::Request),
+            "the connection can be reused"
+        );
     }
 }

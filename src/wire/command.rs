@@ -34,7 +34,9 @@ impl StartAck {
     pub const LEN: usize = field::HMAC.end;
 
     pub fn parse(buf: &[u8; Self::LEN]) -> Self {
-        StartAck { accept: Accept::from(buf[0]) }
+        StartAck {
+            accept: Accept::from(buf[0]),
+        }
     }
 
     pub fn emit(&self, buf: &mut [u8; Self::LEN]) {
@@ -105,7 +107,13 @@ mod tests {
     #[test]
     fn stop_sessions_is_32_octets_and_round_trips() {
         let s = StopSessions::parse(&STOP);
-        assert_eq!(s, StopSessions { accept: Accept::Ok, number_of_sessions: 1 });
+        assert_eq!(
+            s,
+            StopSessions {
+                accept: Accept::Ok,
+                number_of_sessions: 1
+            }
+        );
         let mut buf = [0xa5; StopSessions::LEN];
         s.emit(&mut buf);
         assert_eq!(buf, STOP);

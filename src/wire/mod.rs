@@ -47,7 +47,9 @@ pub(crate) type Field = core::ops::Range<usize>;
 /// Copies one field out. Panics only if a field table is wrong (a bug caught by the tests),
 /// never on peer data: callers pass buffers of the message's fixed length.
 pub(crate) fn array<const N: usize>(buf: &[u8], field: Field) -> [u8; N] {
-    buf[field].try_into().expect("field table ranges match the array length")
+    buf[field]
+        .try_into()
+        .expect("field table ranges match the array length")
 }
 
 /// Length of the HMAC field at the end of control messages (RFC 4656 §3.2).
@@ -126,7 +128,10 @@ impl fmt::Display for Modes {
             (Self::AUTHENTICATED, "authenticated"),
             (Self::ENCRYPTED, "encrypted"),
             (Self::MIXED, "mixed"),
-            (Self::INDIVIDUAL_SESSION_CONTROL, "individual-session-control"),
+            (
+                Self::INDIVIDUAL_SESSION_CONTROL,
+                "individual-session-control",
+            ),
             (Self::REFLECT_OCTETS, "reflect-octets"),
             (Self::SYMMETRICAL_SIZE, "symmetrical-size"),
         ];
@@ -193,8 +198,12 @@ impl fmt::Display for Accept {
             Accept::Failure => "failure, reason unspecified",
             Accept::InternalError => "internal error",
             Accept::NotSupported => "some aspect of the request is not supported",
-            Accept::PermanentResourceLimitation => "cannot perform the request due to permanent resource limitations",
-            Accept::TemporaryResourceLimitation => "cannot perform the request due to temporary resource limitations",
+            Accept::PermanentResourceLimitation => {
+                "cannot perform the request due to permanent resource limitations"
+            }
+            Accept::TemporaryResourceLimitation => {
+                "cannot perform the request due to temporary resource limitations"
+            }
             Accept::Unknown(_) => "unknown Accept code",
         };
         write!(f, "{text} (Accept={})", u8::from(*self))
@@ -268,7 +277,11 @@ pub(crate) mod testutil {
             let mut words = line.split_whitespace().peekable();
             // Skip a 4-digit offset column.
             if let Some(w) = words.peek() {
-                if w.len() == 4 && line.len() > 6 && line.as_bytes()[4] == b' ' && line.as_bytes()[5] == b' ' {
+                if w.len() == 4
+                    && line.len() > 6
+                    && line.as_bytes()[4] == b' '
+                    && line.as_bytes()[5] == b' '
+                {
                     words.next();
                 }
             }

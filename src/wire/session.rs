@@ -70,7 +70,10 @@ impl RequestTwSession {
             match ipvn {
                 4 => Ok(IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))),
                 6 => Ok(IpAddr::V6(Ipv6Addr::from(raw))),
-                other => Err(Error::BadField { field: "IPVN", value: u32::from(other) }),
+                other => Err(Error::BadField {
+                    field: "IPVN",
+                    value: u32::from(other),
+                }),
             }
         };
         Ok(RequestTwSession {
@@ -103,7 +106,10 @@ impl RequestTwSession {
         buf[field::SENDER_PORT].copy_from_slice(&self.sender_port.to_be_bytes());
         buf[field::RECEIVER_PORT].copy_from_slice(&self.receiver_port.to_be_bytes());
         let v6 = self.ipvn() == 6;
-        for (f, a) in [(field::SENDER_ADDRESS, self.sender_address), (field::RECEIVER_ADDRESS, self.receiver_address)] {
+        for (f, a) in [
+            (field::SENDER_ADDRESS, self.sender_address),
+            (field::RECEIVER_ADDRESS, self.receiver_address),
+        ] {
             match (a, v6) {
                 (IpAddr::V4(a), false) => buf[f.start..f.start + 4].copy_from_slice(&a.octets()),
                 (IpAddr::V6(a), true) => buf[f].copy_from_slice(&a.octets()),
@@ -179,7 +185,13 @@ impl AcceptSession {
 
     /// A refusal: everything but Accept zero.
     pub fn refuse(accept: Accept) -> Self {
-        AcceptSession { accept, port: 0, sid: Sid::default(), reflected_octets: 0, server_octets: 0 }
+        AcceptSession {
+            accept,
+            port: 0,
+            sid: Sid::default(),
+            reflected_octets: 0,
+            server_octets: 0,
+        }
     }
 }
 
@@ -259,7 +271,10 @@ mod tests {
             b[1] = ipvn;
             assert_eq!(
                 RequestTwSession::parse(&b),
-                Err(Error::BadField { field: "IPVN", value: u32::from(ipvn) })
+                Err(Error::BadField {
+                    field: "IPVN",
+                    value: u32::from(ipvn)
+                })
             );
         }
         // The high nibble is MBZ and ignored.

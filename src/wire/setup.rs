@@ -40,7 +40,12 @@ impl SetUpResponse {
 
     /// An unauthenticated-mode response: every other field zero.
     pub fn open() -> Self {
-        SetUpResponse { mode: Modes::UNAUTHENTICATED, key_id: [0; 80], token: [0; 64], client_iv: [0; 16] }
+        SetUpResponse {
+            mode: Modes::UNAUTHENTICATED,
+            key_id: [0; 80],
+            token: [0; 64],
+            client_iv: [0; 16],
+        }
     }
 
     /// Never panics; the fields are opaque at this layer.
@@ -73,7 +78,11 @@ impl SetUpResponse {
 
     /// The identity, up to the first NUL, lossily decoded for logs and key-file look-up.
     pub fn key_id_str(&self) -> String {
-        let end = self.key_id.iter().position(|&b| b == 0).unwrap_or(self.key_id.len());
+        let end = self
+            .key_id
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(self.key_id.len());
         String::from_utf8_lossy(&self.key_id[..end]).into_owned()
     }
 }
@@ -100,7 +109,10 @@ mod tests {
         assert_eq!(&k[..8], b"testuser");
         assert!(k[8..].iter().all(|&b| b == 0));
         assert!(SetUpResponse::pack_key_id(&"x".repeat(81)).is_none());
-        let r = SetUpResponse { key_id: k, ..SetUpResponse::open() };
+        let r = SetUpResponse {
+            key_id: k,
+            ..SetUpResponse::open()
+        };
         assert_eq!(r.key_id_str(), "testuser");
         assert!(!format!("{r:?}").contains("token"));
     }

@@ -73,6 +73,9 @@ mod tests {
     fn accept_is_octet_15() {
         let mut b = START;
         b[15] = 4;
-        assert_eq!(ServerStart::parse(&b).accept, Accept::PermanentResourceLimitation);
+        assert_eq!(
+            ServerStart::parse(&b).accept,
+            Accept::PermanentResourceLimitation
+        );
     }
 }

@@ -47,7 +47,12 @@ pub struct ReflectorLayout {
 impl TestLayout {
     /// RFC 5357 §4.1.2 (sender) and §4.2.1 (reflector), unauthenticated.
     pub const OPEN: TestLayout = TestLayout {
-        sender: SenderLayout { seq: 0, timestamp: 4, error_estimate: 12, base: 14 },
+        sender: SenderLayout {
+            seq: 0,
+            timestamp: 4,
+            error_estimate: 12,
+            base: 14,
+        },
         reflector: ReflectorLayout {
             seq: 0,
             timestamp: 4,
@@ -67,7 +72,12 @@ impl TestLayout {
     /// `endpoint.c` agrees): every field starts a 16-octet block or follows one in it.
     pub const AUTHENTICATED: TestLayout = TestLayout {
         // 0 seq | 4..16 MBZ | 16 timestamp | 24 error | 26..32 MBZ | 32..48 HMAC
-        sender: SenderLayout { seq: 0, timestamp: 16, error_estimate: 24, base: 48 },
+        sender: SenderLayout {
+            seq: 0,
+            timestamp: 16,
+            error_estimate: 24,
+            base: 48,
+        },
         reflector: ReflectorLayout {
             seq: 0,
             timestamp: 16,
@@ -91,7 +101,10 @@ impl TestLayout {
 
 fn check(buf: &[u8], need: usize) -> Result<()> {
     if buf.len() < need {
-        return Err(Error::Truncated { need, got: buf.len() });
+        return Err(Error::Truncated {
+            need,
+            got: buf.len(),
+        });
     }
     Ok(())
 }
@@ -115,7 +128,10 @@ impl SenderPacket {
         Ok(SenderPacket {
             seq: u32::from_be_bytes(array(buf, layout.seq..layout.seq + 4)),
             timestamp: Timestamp::from_bytes(array(buf, layout.timestamp..layout.timestamp + 8)),
-            error_estimate: ErrorEstimate::from_bytes(array(buf, layout.error_estimate..layout.error_estimate + 2)),
+            error_estimate: ErrorEstimate::from_bytes(array(
+                buf,
+                layout.error_estimate..layout.error_estimate + 2,
+            )),
         })
     }
 
@@ -176,10 +192,22 @@ impl ReflectorPacket {
         check(buf, layout.base)?;
         buf[..layout.base].fill(0);
         put(buf, layout.seq, &self.seq.to_be_bytes());
-        put(buf, layout.receive_timestamp, &self.receive_timestamp.to_bytes());
+        put(
+            buf,
+            layout.receive_timestamp,
+            &self.receive_timestamp.to_bytes(),
+        );
         put(buf, layout.sender_seq, &self.sender_seq.to_be_bytes());
-        put(buf, layout.sender_timestamp, &self.sender_timestamp.to_bytes());
-        put(buf, layout.sender_error_estimate, &self.sender_error_estimate.to_bytes());
+        put(
+            buf,
+            layout.sender_timestamp,
+            &self.sender_timestamp.to_bytes(),
+        );
+        put(
+            buf,
+            layout.sender_error_estimate,
+            &self.sender_error_estimate.to_bytes(),
+        );
         buf[layout.sender_ttl] = self.sender_ttl;
         self.emit_timestamp(buf, layout);
         Ok(())
@@ -225,7 +253,10 @@ mod tests {
         let mut out = vec![0xa5; 41];
         p.emit(&mut out, &TestLayout::OPEN.sender).unwrap();
         assert_eq!(out[..14], bytes[..14]);
-        assert!(out[14..].iter().all(|&b| b == 0xa5), "emit leaves the padding alone");
+        assert!(
+            out[14..].iter().all(|&b| b == 0xa5),
+            "emit leaves the padding alone"
+        );
     }
 
     #[test]
@@ -238,7 +269,12 @@ mod tests {
         }
         assert!(ReflectorPacket::parse(&[0; 40], &TestLayout::OPEN.reflector).is_err());
         assert!(ReflectorPacket::parse(&[0; 111], &TestLayout::AUTHENTICATED.reflector).is_err());
-        assert!(ReflectorPacket::emit(&ReflectorPacket::default(), &mut [0; 40], &TestLayout::OPEN.reflector).is_err());
+        assert!(ReflectorPacket::emit(
+            &ReflectorPacket::default(),
+            &mut [0; 40],
+            &TestLayout::OPEN.reflector
+        )
+        .is_err());
     }
 
     #[test]
@@ -269,11 +305,18 @@ mod tests {
             0xaa,                                           // Sender TTL
         ];
         assert_eq!(b, want);
-        assert_eq!(ReflectorPacket::parse(&b, &TestLayout::OPEN.reflector).unwrap(), p);
+        assert_eq!(
+            ReflectorPacket::parse(&b, &TestLayout::OPEN.reflector).unwrap(),
+            p
+        );
 
         let mut a = [0xa5u8; 112];
-        p.emit(&mut a, &TestLayout::AUTHENTICATED.reflector).unwrap();
-        assert_eq!(ReflectorPacket::parse(&a, &TestLayout::AUTHENTICATED.reflector).unwrap(), p);
+        p.emit(&mut a, &TestLayout::AUTHENTICATED.reflector)
+            .unwrap();
+        assert_eq!(
+            ReflectorPacket::parse(&a, &TestLayout::AUTHENTICATED.reflector).unwrap(),
+            p
+        );
         assert_eq!(a[80], 0xaa);
         assert!(a[81..112].iter().all(|&x| x == 0));
     }

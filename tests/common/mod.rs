@@ -26,7 +26,10 @@ pub fn server_config(listen: &str) -> ServerConfig {
         pbkdf2_count: 1024,
         daemon: false,
         pidfile: None,
-        logging: Logging { level: log::LevelFilter::Info, file: None },
+        logging: Logging {
+            level: log::LevelFilter::Info,
+            file: None,
+        },
     }
 }
 
@@ -43,7 +46,11 @@ impl TestServer {
         let listener = server::bind(&config).expect("bind");
         let mut addr = listener.local_addr().unwrap();
         if addr.ip().is_unspecified() {
-            addr.set_ip(if addr.is_ipv6() { "::1".parse().unwrap() } else { "127.0.0.1".parse().unwrap() });
+            addr.set_ip(if addr.is_ipv6() {
+                "::1".parse().unwrap()
+            } else {
+                "127.0.0.1".parse().unwrap()
+            });
         }
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Shared::new(config, Arc::new(SystemClock::new()), stop.clone());
@@ -51,7 +58,12 @@ impl TestServer {
         let thread = std::thread::spawn(move || {
             server::serve(listener, sh).expect("serve");
         });
-        TestServer { addr, shared, stop, thread: Some(thread) }
+        TestServer {
+            addr,
+            shared,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn live_sessions(&self) -> usize {
@@ -92,7 +104,9 @@ pub struct RawClient {
 impl RawClient {
     pub fn connect(addr: SocketAddr) -> RawClient {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         RawClient { stream }
     }
 
@@ -142,7 +156,11 @@ impl RawClient {
 
     pub fn stop(&mut self, n: u32) {
         let mut b = [0u8; 32];
-        wire::StopSessions { accept: wire::Accept::Ok, number_of_sessions: n }.emit(&mut b);
+        wire::StopSessions {
+            accept: wire::Accept::Ok,
+            number_of_sessions: n,
+        }
+        .emit(&mut b);
         self.write(&b).unwrap();
     }
 

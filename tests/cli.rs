@@ -1,0 +1,440 @@
+//! Black-box tests of the built `twamp` binary (ripgrep style): the command line, exit codes and
+//! that the documentation (man/twamp.1, README.md) names every flag `--help` shows.
+//!
+//! No network other than 127.0.0.1, and every run is bounded: client runs use
+//! `-connect-timeout 2s` and a watchdog kills any child that outlives [`RUN_LIMIT`].
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_twamp");
+const MAN_PAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/man/twamp.1");
+const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+
+/// Exit codes from src/error.rs `mod exit`, as documented.
+const USAGE: i32 = 2;
+const NETWORK: i32 = 3;
+
+/// No run here should take more than a few seconds; this only stops a hung test.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn describe(&self, args: &[&str]) -> String {
+        format!(
+            "twamp {}\nexit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            args.join(" "),
+            self.code,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// Runs the binary with `args`, with no environment variables of ours leaking in.
+fn twamp(args: &[&str]) -> Run {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("TWAMP_PASSPHRASE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+    let drain = |mut r: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout is piped")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr is piped")));
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait on our own child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("twamp {} ran longer than {RUN_LIMIT:?}", args.join(" "));
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// A loopback TCP port that nothing listens on: bound by us, then released.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
+}
+
+/// Long (`--name`) and short (`-c`) flags in clap's help text, as bare names (`name`, `c`).
+fn help_flags(help: &str) -> BTreeSet<String> {
+    let mut flags = BTreeSet::new();
+    let chars: Vec<char> = help.chars().collect();
+    for i in 0..chars.len() {
+        if chars[i] != '-' || (i > 0 && (is_name_char(chars[i - 1]) || chars[i - 1] == '-')) {
+            continue;
+        }
+        if chars.get(i + 1) == Some(&'-') {
+            // --name
+            let name: String = chars[i + 2..]
+                .iter()
+                .take_while(|c| is_name_char(**c))
+                .collect();
+            if name.len() > 1 {
+                flags.insert(name);
+            }
+        } else if let Some(&c) = chars.get(i + 1) {
+            // -c, but not -mode (prose in the help's footer) or 0-63 (caught above).
+            let after = chars.get(i + 2).copied().unwrap_or(' ');
+            if c.is_ascii_alphanumeric() && !is_name_char(after) {
+                flags.insert(c.to_string());
+            }
+        }
+    }
+    flags
+}
+
+/// Whether `doc` holds `prefix` + `name` as a whole flag (not the start of a longer one).
+/// `hyphen` is how the document writes a hyphen inside a name (`-`, or roff's `\-`).
+fn mentions(doc: &str, prefix: &str, name: &str, hyphens: &[&str]) -> bool {
+    hyphens.iter().any(|h| {
+        let needle = format!("{prefix}{}", name.replace('-', h));
+        doc.match_indices(&needle).any(|(at, _)| {
+            let before = doc[..at].chars().next_back();
+            let rest = &doc[at + needle.len()..];
+            let after_ok = !rest.starts_with(is_name_char) && !rest.starts_with("\\-");
+            let before_ok = !matches!(before, Some(c) if c.is_ascii_alphanumeric());
+            after_ok && before_ok
+        })
+    })
+}
+
+#[test]
+fn every_help_flag_is_in_the_man_page() {
+    let help = twamp(&["--help"]);
+    assert_eq!(help.code, Some(0), "{}", help.describe(&["--help"]));
+    let flags = help_flags(&help.stdout);
+    for expected in [
+        "mode",
+        "server",
+        "connect-timeout",
+        "c",
+        "i",
+        "4",
+        "6",
+        "v",
+        "q",
+        "h",
+        "V",
+    ] {
+        assert!(
+            flags.contains(expected),
+            "flag extraction missed -{expected}: got {flags:?}"
+        );
+    }
+
+    let man = std::fs::read_to_string(MAN_PAGE).expect("read man/twamp.1");
+    let readme = std::fs::read_to_string(README).expect("read README.md");
+    // The man page writes flags Go-style with one roff minus: \-mode, \-connect\-timeout.
+    let missing_man: Vec<String> = flags
+        .iter()
+        .filter(|f| !mentions(&man, "\\-", f, &["\\-", "-"]))
+        .map(|f| format!("-{f}"))
+        .collect();
+    let missing_readme: Vec<String> = flags
+        .iter()
+        .filter(|f| !mentions(&readme, "-", f, &["-"]))
+        .map(|f| format!("-{f}"))
+        .collect();
+    assert!(
+        missing_man.is_empty() && missing_readme.is_empty(),
+        "flags in `twamp --help` but not documented\n  man/twamp.1: {missing_man:?}\n  README.md: {missing_readme:?}"
+    );
+}
+
+#[test]
+fn man_page_options_exist_in_help() {
+    // The other direction: each .TP entry under OPTIONS names a flag --help knows.
+    let help = twamp(&["--help"]);
+    let flags = help_flags(&help.stdout);
+    let man = std::fs::read_to_string(MAN_PAGE).expect("read man/twamp.1");
+    let options = man
+        .split("\n.SH OPTIONS")
+        .nth(1)
+        .expect("man page has OPTIONS");
+    let options = options.split("\n.SH ").next().unwrap_or(options);
+    let lines: Vec<&str> = options.lines().collect();
+    let mut stale = Vec::new();
+    for w in lines.windows(2).filter(|w| w[0] == ".TP") {
+        let Some(rest) = w[1].split_once("\\-").map(|(_, r)| r) else {
+            continue;
+        };
+        let name: String = rest
+            .replace("\\-", "-")
+            .chars()
+            .take_while(|c| is_name_char(*c))
+            .collect();
+        if !flags.contains(&name) {
+            stale.push(format!("-{name}"));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "man/twamp.1 OPTIONS documents flags --help lacks: {stale:?}"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let port = closed_port().to_string();
+    let server = format!("127.0.0.1:{port}");
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["-mode", "client", "-server", &server, "-bogus"],
+            "unexpected argument",
+        ),
+        (
+            &["--mode", "client", "--server", &server, "--no-such-flag"],
+            "no-such-flag",
+        ),
+        (&[], "--mode"),
+        (&["-server", &server], "--mode"),
+        (&["-mode", "sideways"], "sideways"),
+        (&["-mode", "client"], "-server"),
+        (
+            &["-mode", "client", "-server", &server, "-i", "10parsecs"],
+            "parsecs",
+        ),
+        (
+            &["-mode", "client", "-server", &server, "-dscp", "99"],
+            "dscp",
+        ),
+        (
+            &["-mode", "client", "-server", &server, "-c", "many"],
+            "many",
+        ),
+        (
+            &[
+                "-mode",
+                "client",
+                "-server",
+                "[::1",
+                "-connect-timeout",
+                "2s",
+            ],
+            "]",
+        ),
+        (&["-mode", "server", "-daemon", "maybe"], "maybe"),
+        (&["-mode", "server", "-server", &server], "-server"),
+    ];
+    for (args, needle) in cases {
+        let r = twamp(args);
+        assert_eq!(r.code, Some(USAGE), "{}", r.describe(args));
+        assert!(
+            r.stderr.contains(needle),
+            "stderr should mention {needle:?}\n{}",
+            r.describe(args)
+        );
+        assert!(
+            r.stdout.is_empty(),
+            "a usage error writes no result record\n{}",
+            r.describe(args)
+        );
+    }
+}
+
+#[test]
+fn go_style_flags_are_accepted() {
+    // Parsing succeeds in every spelling, so the run gets as far as connecting: refused → 3.
+    let port = closed_port().to_string();
+    let server = format!("127.0.0.1:{port}");
+    let eq = |flag: &str, v: &str| format!("{flag}={v}");
+    let client_cases: Vec<Vec<String>> = vec![
+        vec![
+            eq("-mode", "client"),
+            eq("-server", &server),
+            eq("-c", "1"),
+            "-connect-timeout".into(),
+            "2s".into(),
+        ],
+        [
+            "--mode",
+            "client",
+            "--server",
+            &server,
+            "--count",
+            "1",
+            "--connect-timeout",
+            "2s",
+        ]
+        .map(String::from)
+        .to_vec(),
+        vec![
+            eq("--mode", "client"),
+            eq("--server", &server),
+            eq("-count", "1"),
+            eq("-connect-timeout", "2s"),
+        ],
+        [
+            "-mode",
+            "client",
+            "-server",
+            "127.0.0.1",
+            "-port",
+            &port,
+            "-c",
+            "1",
+            "-i",
+            "0.5s",
+            "-4",
+            "-vv",
+        ]
+        .into_iter()
+        .chain([
+            "-header",
+            "false",
+            "-format=csv",
+            "-timeout",
+            "1s",
+            "-connect-timeout",
+            "2s",
+        ])
+        .map(String::from)
+        .collect(),
+        [
+            "-mode",
+            "client",
+            "-server",
+            &server,
+            "-header",
+            "-dscp",
+            "46",
+            "-padding",
+            "100",
+            "-connect-timeout",
+            "2s",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for args in &client_cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = twamp(&args);
+        assert_eq!(r.code, Some(NETWORK), "{}", r.describe(&args));
+    }
+
+    // Server spellings of the boolean -daemon: parsing succeeds and the configuration check
+    // that follows (a bad PBKDF2 Count) is what stops the run, before anything is bound.
+    for daemon in [
+        &["-daemon"][..],
+        &["-daemon", "false"],
+        &["-daemon=false"],
+        &["--daemon", "true"],
+        &["-daemon", "-v"],
+    ] {
+        let mut args = vec!["-mode", "server", "-listen", "127.0.0.1:0"];
+        args.extend_from_slice(daemon);
+        args.extend_from_slice(&["-pbkdf2-count", "1000"]);
+        let r = twamp(&args);
+        assert_eq!(r.code, Some(USAGE), "{}", r.describe(&args));
+        assert!(
+            r.stderr.contains("pbkdf2-count"),
+            "config error, not a parse error\n{}",
+            r.describe(&args)
+        );
+        assert!(
+            !r.stderr.contains("unexpected argument"),
+            "{}",
+            r.describe(&args)
+        );
+    }
+}
+
+#[test]
+fn unreachable_server_exit_code() {
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let args = [
+        "-mode",
+        "client",
+        "-server",
+        &addr,
+        "-c",
+        "1",
+        "-connect-timeout",
+        "2s",
+    ];
+    let started = Instant::now();
+    let r = twamp(&args);
+    assert_eq!(r.code, Some(NETWORK), "{}", r.describe(&args));
+    assert!(
+        r.stderr.contains(&addr),
+        "stderr should name {addr}\n{}",
+        r.describe(&args)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a refused connection is immediate"
+    );
+
+    // -q keeps stdout empty but still says on stderr what went wrong.
+    let args = [
+        "-mode",
+        "client",
+        "-server",
+        &addr,
+        "-c",
+        "1",
+        "-connect-timeout",
+        "2s",
+        "-q",
+    ];
+    let r = twamp(&args);
+    assert_eq!(r.code, Some(NETWORK), "{}", r.describe(&args));
+    assert!(r.stdout.is_empty(), "{}", r.describe(&args));
+    assert!(r.stderr.contains(&addr), "{}", r.describe(&args));
+}
+
+#[test]
+fn version_and_help_exit_0() {
+    let version = format!("twamp {}", env!("CARGO_PKG_VERSION"));
+    for args in [&["--version"][..], &["-version"], &["-V"]] {
+        let r = twamp(args);
+        assert_eq!(r.code, Some(0), "{}", r.describe(args));
+        assert!(
+            r.stdout.contains(&version),
+            "expected {version:?}\n{}",
+            r.describe(args)
+        );
+    }
+    for args in [&["--help"][..], &["-help"], &["-h"]] {
+        let r = twamp(args);
+        assert_eq!(r.code, Some(0), "{}", r.describe(args));
+        assert!(
+            r.stdout.contains("Usage:") && r.stdout.contains("--mode"),
+            "{}",
+            r.describe(args)
+        );
+    }
+}
