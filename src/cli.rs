@@ -147,6 +147,15 @@ pub struct Cli {
     #[arg(long, value_name = "N", help_heading = "Server")]
     pub pbkdf2_count: Option<u32>,
 
+    /// Server: control connections served at once; past it new ones get a greeting with
+    /// Modes 0 and are closed.
+    #[arg(long, value_name = "N", help_heading = "Server")]
+    pub max_connections: Option<usize>,
+
+    /// Server: control connections served at once from one client address.
+    #[arg(long, value_name = "N", help_heading = "Server")]
+    pub max_connections_per_client: Option<usize>,
+
     // ---- both ----
     /// TCP port of TWAMP-Control (default 862).
     #[arg(long, value_name = "PORT")]

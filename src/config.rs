@@ -26,6 +26,13 @@ pub const DEFAULT_SERVWAIT: Duration = Duration::from_secs(900);
 pub const DEFAULT_PBKDF2_COUNT: u32 = 2048;
 /// Smallest interval we schedule; shorter would only measure our own scheduler.
 pub const MIN_INTERVAL: Duration = Duration::from_micros(100);
+/// Control connections served at once, in all and from one client address. Past either the
+/// Server answers with a Server-Greeting whose Modes is 0 (RFC 4656 §3.1: the Server does not
+/// wish to communicate) and closes. Juniper's TWAMP server defaults to 64 per client.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 64;
+/// Once a control message has begun, the rest must arrive within this (slowloris).
+pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Receive buffer for reflector sockets: absorbs bursts (see PROTOCOL-NOTES, Linux notes).
 pub const REFLECTOR_RCVBUF: usize = 1 << 20;
 
@@ -140,6 +147,9 @@ pub struct ServerConfig {
     pub daemon: bool,
     pub pidfile: Option<PathBuf>,
     pub logging: Logging,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub message_timeout: Duration,
 }
 
 /// IP version restriction (-4 / -6).
@@ -403,6 +413,9 @@ impl ServerConfig {
             daemon,
             pidfile: cli.pidfile.as_ref().map(PathBuf::from),
             logging: logging(cli, log::LevelFilter::Info),
+            max_connections: cli.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_client: cli.max_connections_per_client.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+            message_timeout: DEFAULT_MESSAGE_TIMEOUT,
         })
     }
 }
@@ -420,6 +433,8 @@ impl ClientConfig {
                 ("-test-ports", cli.test_ports.is_some()),
                 ("-modes", cli.modes.is_some()),
                 ("-pbkdf2-count", cli.pbkdf2_count.is_some()),
+                ("-max-connections", cli.max_connections.is_some()),
+                ("-max-connections-per-client", cli.max_connections_per_client.is_some()),
             ],
         )?;
         let server = cli

@@ -44,6 +44,17 @@ pub fn unmap_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit: a server holding hundreds of control
+/// connections and test sockets must not run out at the default 1024. Returns the new limit.
+pub fn raise_fd_limit() -> io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io::Error::from)?;
+    }
+    Ok(hard)
+}
+
 /// A TCP listener. An unspecified IPv6 address gets a dual-stack socket unless `v6_only`.
 pub fn tcp_listener(addr: SocketAddr, v6_only: bool) -> io::Result<TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;

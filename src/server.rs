@@ -22,10 +22,6 @@ use crate::wire::{
     StartAck, StopSessions,
 };
 
-/// Once the first octet of a control message has arrived, the rest must follow within this
-/// (a peer that sends one octet per second cannot hold a thread).
-pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How often an idle control thread looks at SERVWAIT and the shutdown flag.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -36,6 +32,8 @@ pub struct Shared {
     pub shutdown: Arc<AtomicBool>,
     /// Control connections open now.
     pub connections: AtomicUsize,
+    /// Control connections open now, per client address.
+    per_client: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
     /// Session-Reflector threads running now.
     pub sessions: Arc<AtomicUsize>,
 }
@@ -51,9 +49,48 @@ impl Shared {
             clock,
             shutdown,
             connections: AtomicUsize::new(0),
+            per_client: std::sync::Mutex::new(std::collections::HashMap::new()),
             sessions: Arc::new(AtomicUsize::new(0)),
         })
     }
+}
+
+impl Shared {
+    /// Counts a new connection in, or says which limit it would break.
+    fn admit(&self, ip: IpAddr) -> std::result::Result<(), String> {
+        let mut per = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let total = self.connections.load(Ordering::Relaxed);
+        if total >= self.config.max_connections {
+            return Err(format!("{total} control connections open (-max-connections)"));
+        }
+        let mine = per.entry(ip).or_insert(0);
+        if *mine >= self.config.max_connections_per_client {
+            return Err(format!("{mine} control connections open from {ip} (-max-connections-per-client)"));
+        }
+        *mine += 1;
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn release(&self, ip: IpAddr) {
+        let mut per = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = per.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                per.remove(&ip);
+            }
+        }
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Refuses a connection the way RFC 4656 §3.1 provides: a Server-Greeting with Modes 0, then
+/// close. Written without blocking: a peer that does not read gets only the close.
+fn refuse(stream: TcpStream) {
+    let mut b = [0u8; ServerGreeting::LEN];
+    ServerGreeting { modes: crate::wire::Modes(0), challenge: [0; 16], salt: [0; 16], count: 1024 }.emit(&mut b);
+    let _ = stream.set_nonblocking(true);
+    let _ = std::io::Write::write(&mut &stream, &b);
 }
 
 /// Binds the control listener. Done before daemonizing so "address in use" reaches the terminal.
@@ -88,21 +125,28 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
             }
         };
         let peer = net::unmap(peer);
+        if let Err(why) = shared.admit(peer.ip()) {
+            log::warn!("{peer}: refused: {why}");
+            refuse(stream);
+            continue;
+        }
         let sh = shared.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("control:{peer}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                sh.connections.fetch_add(1, Ordering::Relaxed);
                 match handle_connection(stream, peer, &sh) {
                     Ok(()) => log::info!("{peer}: control connection closed"),
                     Err(e) => log::warn!("{peer}: control connection closed: {e}"),
                 }
-                sh.connections.fetch_sub(1, Ordering::Relaxed);
+                sh.release(peer.ip());
             });
         match spawned {
             Ok(t) => threads.push(t),
-            Err(e) => log::error!("{peer}: cannot start a thread: {e}"),
+            Err(e) => {
+                shared.release(peer.ip());
+                log::error!("{peer}: cannot start a thread: {e}");
+            }
         }
     }
     threads.retain(|t| !t.is_finished());
@@ -167,7 +211,7 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
     let mut buf = [0u8; SetUpResponse::LEN];
     ch.read_clear(
         &mut buf,
-        Instant::now() + MESSAGE_TIMEOUT,
+        Instant::now() + sh.config.message_timeout,
         "Set-Up-Response",
     )?;
     let setup = SetUpResponse::parse(&buf);
@@ -273,7 +317,7 @@ fn command_loop(
         let mut msg = [0u8; RequestTwSession::LEN];
         match ch.recv_part(
             &mut msg[..16],
-            Instant::now() + MESSAGE_TIMEOUT,
+            Instant::now() + sh.config.message_timeout,
             "control command",
         ) {
             Ok(()) => {}
@@ -285,7 +329,7 @@ fn command_loop(
         let next = conn.on_command(cmd).map_err(Error::Protocol)?;
         match next {
             Next::Request => {
-                let deadline = Instant::now() + MESSAGE_TIMEOUT;
+                let deadline = Instant::now() + sh.config.message_timeout;
                 ch.recv_part(&mut msg[16..], deadline, "Request-TW-Session")?;
                 ch.verify(&msg, "Request-TW-Session")?;
                 let answer = match RequestTwSession::parse(&msg) {
@@ -326,7 +370,7 @@ fn command_loop(
             Next::Start => {
                 ch.recv_part(
                     &mut msg[16..32],
-                    Instant::now() + MESSAGE_TIMEOUT,
+                    Instant::now() + sh.config.message_timeout,
                     "Start-Sessions",
                 )?;
                 ch.verify(&msg[..32], "Start-Sessions")?;
@@ -353,7 +397,7 @@ fn command_loop(
             Next::Stop => {
                 ch.recv_part(
                     &mut msg[16..32],
-                    Instant::now() + MESSAGE_TIMEOUT,
+                    Instant::now() + sh.config.message_timeout,
                     "Stop-Sessions",
                 )?;
                 ch.verify(&msg[..32], "Stop-Sessions")?;
@@ -469,6 +513,10 @@ fn wait_for_message(
 
 /// Builds the shared state and serves; the entry point for `-mode server`.
 pub fn run(config: ServerConfig, listener: TcpListener, shutdown: Arc<AtomicBool>) -> Result<()> {
+    match net::raise_fd_limit() {
+        Ok(n) => log::debug!("open file limit {n}"),
+        Err(e) => log::warn!("cannot raise the open file limit: {e}"),
+    }
     serve(
         listener,
         Shared::new(config, Arc::new(SystemClock::new()), shutdown),
