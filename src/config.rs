@@ -414,7 +414,9 @@ impl ServerConfig {
             pidfile: cli.pidfile.as_ref().map(PathBuf::from),
             logging: logging(cli, log::LevelFilter::Info),
             max_connections: cli.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
-            max_connections_per_client: cli.max_connections_per_client.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
+            max_connections_per_client: cli
+                .max_connections_per_client
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
             message_timeout: DEFAULT_MESSAGE_TIMEOUT,
         })
     }
@@ -434,7 +436,10 @@ impl ClientConfig {
                 ("-modes", cli.modes.is_some()),
                 ("-pbkdf2-count", cli.pbkdf2_count.is_some()),
                 ("-max-connections", cli.max_connections.is_some()),
-                ("-max-connections-per-client", cli.max_connections_per_client.is_some()),
+                (
+                    "-max-connections-per-client",
+                    cli.max_connections_per_client.is_some(),
+                ),
             ],
         )?;
         let server = cli

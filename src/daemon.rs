@@ -23,7 +23,8 @@ impl Ready {
 /// the daemon calls [`Ready::signal`] (exit 0) or dies or fails first (exit 8 with a message):
 /// a pidfile that cannot be written is a failure the shell sees.
 pub fn detach(pidfile: Option<&Path>) -> Result<Ready> {
-    let (mut parent_end, child_end) = UnixStream::pair().map_err(|e| Error::io("daemon", None, e))?;
+    let (mut parent_end, child_end) =
+        UnixStream::pair().map_err(|e| Error::io("daemon", None, e))?;
     let mut d = daemonize::Daemonize::new().working_directory("/");
     if let Some(p) = pidfile {
         d = d.pid_file(p).chown_pid_file(false);
@@ -48,6 +49,10 @@ pub fn detach(pidfile: Option<&Path>) -> Result<Ready> {
             drop(parent_end);
             Ok(Ready(child_end))
         }
-        daemonize::Outcome::Child(Err(e)) => Err(Error::io("daemon", None, std::io::Error::other(e.to_string()))),
+        daemonize::Outcome::Child(Err(e)) => Err(Error::io(
+            "daemon",
+            None,
+            std::io::Error::other(e.to_string()),
+        )),
     }
 }

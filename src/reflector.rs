@@ -191,20 +191,34 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Starts the reflector loop for one session on its own thread.
-///
-/// It ends when told to ([`Handle::stop_after`]), when `shutdown` is set, or after `refwait`
+/// The reflector loop ends when told to ([`Handle::stop_after`]), when `shutdown` is set, or after `refwait`
 /// without a test packet (RFC 5357 §4.2: REFWAIT).
-/// `live` counts running reflector threads: incremented here, decremented when the thread ends.
+/// What every reflector of a server shares: the shutdown flag, the count of running reflector
+/// threads, and server-wide totals of the per-session counters.
+#[derive(Clone)]
+pub struct Context {
+    pub refwait: Duration,
+    pub clock: Arc<dyn Clock>,
+    pub shutdown: Arc<AtomicBool>,
+    /// Running reflector threads: incremented by `spawn`, decremented when a thread ends.
+    pub live: Arc<std::sync::atomic::AtomicUsize>,
+    pub totals: Arc<Counters>,
+}
+
+/// Starts the reflector loop for one session on its own thread.
 pub fn spawn(
     socket: UdpSocket,
     mut reflector: Reflector,
     sid: Sid,
-    refwait: Duration,
-    clock: Arc<dyn Clock>,
-    shutdown: Arc<AtomicBool>,
-    live: Arc<std::sync::atomic::AtomicUsize>,
+    ctx: &Context,
 ) -> std::io::Result<Handle> {
+    let Context {
+        refwait,
+        clock,
+        shutdown,
+        live,
+        totals,
+    } = ctx.clone();
     let port = socket.local_addr()?.port();
     let counters = Arc::new(Counters::default());
     counters.last_rx_ms.store(now_ms(), Ordering::Relaxed);
@@ -248,6 +262,7 @@ pub fn spawn(
                 c2.last_rx_ms.store(now_ms(), Ordering::Relaxed);
                 if meta.truncated {
                     c2.count(DropReason::Oversized);
+                    totals.count(DropReason::Oversized);
                     continue;
                 }
                 let received = Received { bytes: &mut rx[..meta.len], from: meta.from.ip(), ttl: meta.ttl, at: meta.at };
@@ -255,11 +270,13 @@ pub fn spawn(
                     Ok(n) => match net::send_to(&socket, &tx[..n], meta.from) {
                         Ok(_) => {
                             c2.reflected.fetch_add(1, Ordering::Relaxed);
+                            totals.reflected.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => log::debug!("session {sid}: send to {}: {e}", meta.from),
                     },
                     Err(r) => {
                         c2.count(r);
+                        totals.count(r);
                         log::debug!("session {sid}: dropped datagram from {}: {r:?}", meta.from);
                     }
                 }

@@ -36,6 +36,8 @@ pub struct Shared {
     per_client: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
     /// Session-Reflector threads running now.
     pub sessions: Arc<AtomicUsize>,
+    /// Test packets reflected and dropped (by reason), over the server's life.
+    pub totals: Arc<reflector::Counters>,
 }
 
 impl Shared {
@@ -51,6 +53,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             per_client: std::sync::Mutex::new(std::collections::HashMap::new()),
             sessions: Arc::new(AtomicUsize::new(0)),
+            totals: Arc::new(reflector::Counters::default()),
         })
     }
 }
@@ -61,11 +64,15 @@ impl Shared {
         let mut per = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
         let total = self.connections.load(Ordering::Relaxed);
         if total >= self.config.max_connections {
-            return Err(format!("{total} control connections open (-max-connections)"));
+            return Err(format!(
+                "{total} control connections open (-max-connections)"
+            ));
         }
         let mine = per.entry(ip).or_insert(0);
         if *mine >= self.config.max_connections_per_client {
-            return Err(format!("{mine} control connections open from {ip} (-max-connections-per-client)"));
+            return Err(format!(
+                "{mine} control connections open from {ip} (-max-connections-per-client)"
+            ));
         }
         *mine += 1;
         self.connections.fetch_add(1, Ordering::Relaxed);
@@ -88,7 +95,13 @@ impl Shared {
 /// close. Written without blocking: a peer that does not read gets only the close.
 fn refuse(stream: TcpStream) {
     let mut b = [0u8; ServerGreeting::LEN];
-    ServerGreeting { modes: crate::wire::Modes(0), challenge: [0; 16], salt: [0; 16], count: 1024 }.emit(&mut b);
+    ServerGreeting {
+        modes: crate::wire::Modes(0),
+        challenge: [0; 16],
+        salt: [0; 16],
+        count: 1024,
+    }
+    .emit(&mut b);
     let _ = stream.set_nonblocking(true);
     let _ = std::io::Write::write(&mut &stream, &b);
 }
@@ -376,16 +389,15 @@ fn command_loop(
                 ch.verify(&msg[..32], "Start-Sessions")?;
                 for p in pending.drain(..) {
                     let r = Reflector::new(mode.test_layout(), p.cipher, p.spec.peer);
-                    let h = reflector::spawn(
-                        p.socket,
-                        r,
-                        p.sid,
-                        sh.config.refwait,
-                        sh.clock.clone(),
-                        sh.shutdown.clone(),
-                        sh.sessions.clone(),
-                    )
-                    .map_err(|e| Error::io("spawn reflector", Some(peer), e))?;
+                    let ctx = reflector::Context {
+                        refwait: sh.config.refwait,
+                        clock: sh.clock.clone(),
+                        shutdown: sh.shutdown.clone(),
+                        live: sh.sessions.clone(),
+                        totals: sh.totals.clone(),
+                    };
+                    let h = reflector::spawn(p.socket, r, p.sid, &ctx)
+                        .map_err(|e| Error::io("spawn reflector", Some(peer), e))?;
                     running.push((h, p.spec.timeout));
                 }
                 conn.sessions_started();

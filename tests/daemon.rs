@@ -125,11 +125,29 @@ fn address_in_use_is_reported_on_the_terminal_before_detaching() {
 
 #[test]
 fn an_unwritable_pidfile_fails_the_parent() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let out = Command::new(BIN)
-        .args(["-mode", "server", "-daemon", "true", "-listen", "127.0.0.1", "-port", &port.to_string()])
+        .args([
+            "-mode",
+            "server",
+            "-daemon",
+            "true",
+            "-listen",
+            "127.0.0.1",
+            "-port",
+            &port.to_string(),
+        ])
         .args(["-pidfile", "/nonexistent-dir/twamp.pid"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(8), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(8),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -30,6 +30,9 @@ pub fn server_config(listen: &str) -> ServerConfig {
             level: log::LevelFilter::Info,
             file: None,
         },
+        max_connections: 1000,
+        max_connections_per_client: 1000,
+        message_timeout: Duration::from_secs(2),
     }
 }
 
