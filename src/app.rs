@@ -65,21 +65,21 @@ fn run_client(cfg: &ClientConfig) -> u8 {
     let result = client::run(cfg, &clock, &stop, |_| {});
     let record = match &result {
         Ok(m) => Record::measured(cfg, &started, m),
-        Err(e) => Record::failed(cfg, &started, e),
+        Err(f) => Record::failed(cfg, &started, &f.error),
     };
     // Nothing is lost: the record is written whether or not the run measured anything.
     let code = match &result {
         Ok(_) if record.all_lost() => exit::ALL_LOST,
         Ok(_) => exit::OK,
-        Err(e) => e.exit_code(),
+        Err(f) => f.error.exit_code(),
     };
     if let Err(e) = output::emit(cfg, &record) {
         eprintln!("twamp: {e}");
         return if code == exit::OK { exit::LOCAL } else { code };
     }
-    if let Err(e) = &result {
+    if let Err(f) = &result {
         // One line on stderr (and in -logfile), however quiet.
-        log::error!("{e}");
+        log::error!("{}", f.error);
     }
     code
 }

@@ -95,7 +95,7 @@ pub fn run(
     clock: &dyn Clock,
     stop: &AtomicBool,
     progress: impl FnMut(&Outcome),
-) -> Result<Measurement> {
+) -> std::result::Result<Measurement, Failure> {
     let addrs = resolve(&cfg.host, cfg.port, cfg.family)?;
     let (stream, server) = connect(&addrs, cfg.connect_timeout)?;
     let _ = stream.set_nodelay(true);
@@ -122,7 +122,7 @@ pub fn run(
     if mode.needs_key() {
         decide::check_count(greeting.count, cfg.max_count)?;
         let (Some(user), Some(secret)) = (&cfg.user, &cfg.secret) else {
-            return Err(Error::Config("a secure mode needs -user and a key".into()));
+            return Err(Error::Config("a secure mode needs -user and a key".into()).into());
         };
         setup.key_id = SetUpResponse::pack_key_id(user)
             .ok_or_else(|| Error::Config(format!("identity '{user}' is longer than 80 octets")))?;
@@ -145,17 +145,19 @@ pub fn run(
     let clear = ServerStart::parse(&b);
     if clear.accept != Accept::Ok {
         // RFC 4656 §3.1: a Server that cannot authenticate us answers Accept ≠ 0.
-        return Err(if mode.needs_key() && clear.accept == Accept::Failure {
-            Error::Auth(format!(
-                "server {server} rejected identity '{}' or its key",
-                cfg.user.as_deref().unwrap_or("")
-            ))
-        } else {
-            Error::Refused {
-                message: "Server-Start",
-                accept: clear.accept,
-            }
-        });
+        return Err(Failure::from(
+            if mode.needs_key() && clear.accept == Accept::Failure {
+                Error::Auth(format!(
+                    "server {server} rejected identity '{}' or its key",
+                    cfg.user.as_deref().unwrap_or("")
+                ))
+            } else {
+                Error::Refused {
+                    message: "Server-Start",
+                    accept: clear.accept,
+                }
+            },
+        ));
     }
     if let Some(k) = &keys {
         ch.set_cipher(ControlCipher::new(k, setup.client_iv, clear.server_iv));
@@ -203,7 +205,8 @@ pub fn run(
         return Err(Error::Refused {
             message: "Start-Sessions",
             accept: ack.accept,
-        });
+        }
+        .into());
     }
 
     let plan = Plan {
@@ -217,18 +220,18 @@ pub fn run(
             _ => None,
         },
     };
-    let outcome = sender::run(&sock, reflector, &plan, clock, stop, progress)?;
-    drop(sock);
-
-    // Stop-Sessions with the number of sessions we started (RFC 5357 §3.8).
-    let mut s = [0u8; StopSessions::LEN];
-    StopSessions {
-        accept: Accept::Ok,
-        number_of_sessions: 1,
-    }
-    .emit(&mut s);
-    ch.send(&mut s, "Stop-Sessions")?;
-    Ok(Measurement {
+    // The Server says nothing during the test; anything readable on the control connection
+    // now is its close (it died or gave up), which ends the run with what was measured.
+    let watch = || -> Result<()> {
+        if ch.wait_readable(Duration::ZERO)? {
+            return Err(Error::Closed {
+                waiting_for: "the end of the test session",
+                addr: Some(server),
+            });
+        }
+        Ok(())
+    };
+    let mut m = Measurement {
         server,
         local,
         reflector,
@@ -239,8 +242,50 @@ pub fn run(
         count: cfg.count,
         interval: cfg.interval,
         loss_timeout: cfg.loss_timeout,
-        outcome,
-    })
+        outcome: Outcome::default(),
+    };
+    match sender::run(&sock, reflector, &plan, clock, stop, progress, watch) {
+        Ok(o) => m.outcome = o,
+        Err((error, o)) => {
+            m.outcome = o;
+            return Err(Failure {
+                error,
+                partial: Some(Box::new(m)),
+            });
+        }
+    }
+    drop(sock);
+
+    // Stop-Sessions with the number of sessions we started (RFC 5357 §3.8).
+    let mut s = [0u8; StopSessions::LEN];
+    StopSessions {
+        accept: Accept::Ok,
+        number_of_sessions: 1,
+    }
+    .emit(&mut s);
+    if let Err(error) = ch.send(&mut s, "Stop-Sessions") {
+        return Err(Failure {
+            error,
+            partial: Some(Box::new(m)),
+        });
+    }
+    Ok(m)
+}
+
+/// A run that failed, with whatever it measured before it did.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: Error,
+    pub partial: Option<Box<Measurement>>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            partial: None,
+        }
+    }
 }
 
 /// The wall-clock time of a result, for reports.

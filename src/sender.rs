@@ -53,20 +53,42 @@ fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
 }
 
 /// Runs the schedule: `plan.count` packets every `plan.interval`, then waits `loss_timeout`.
+///
+/// `watch` is called every 100 ms; an error from it (the Server closed the control connection)
+/// ends the run early. On any error the packets measured so far come back with it.
 pub fn run(
     sock: &UdpSocket,
     to: SocketAddr,
     plan: &Plan,
     clock: &dyn Clock,
     stop: &AtomicBool,
-    mut progress: impl FnMut(&Outcome),
-) -> Result<Outcome> {
-    let (s, r) = (plan.layout.sender, plan.layout.reflector);
+    progress: impl FnMut(&Outcome),
+    watch: impl FnMut() -> Result<()>,
+) -> std::result::Result<Outcome, (Error, Outcome)> {
     let mut out = Outcome {
         sent: Vec::with_capacity(plan.count as usize),
         replies: Vec::with_capacity(plan.count as usize),
         ..Outcome::default()
     };
+    match run_into(&mut out, sock, to, plan, clock, stop, progress, watch) {
+        Ok(()) => Ok(out),
+        Err(e) => Err((e, out)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_into(
+    out: &mut Outcome,
+    sock: &UdpSocket,
+    to: SocketAddr,
+    plan: &Plan,
+    clock: &dyn Clock,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(&Outcome),
+    mut watch: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    let (s, r) = (plan.layout.sender, plan.layout.reflector);
+
     let mut tx = vec![0u8; s.base + plan.padding];
     // Padding is random, as twping's is, so no compression on the path can shrink it
     // (RFC 4656 §4.1.2 asks for pseudo-random padding). Made once; reused for every packet.
@@ -82,7 +104,12 @@ pub fn run(
     let mut next = 0u32;
     let mut done_sending_at: Option<Instant> = None;
     let mut last_progress = Instant::now();
+    let mut last_watch = Instant::now();
     loop {
+        if last_watch.elapsed() >= Duration::from_millis(100) {
+            last_watch = Instant::now();
+            watch()?;
+        }
         if stop.load(Ordering::Relaxed) {
             out.interrupted = next < plan.count;
             break;
@@ -144,10 +171,15 @@ pub fn run(
             continue;
         }
         // Drain everything that is queued.
-        while let Some(meta) = receiver
-            .recv(sock, &mut rx)
-            .map_err(|e| Error::io("recv", Some(to), e))?
-        {
+        loop {
+            let meta = match receiver.recv(sock, &mut rx) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                // ICMP port unreachable after an earlier send: the reflector is gone. The
+                // packets count as lost; the control connection tells why.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+                Err(e) => return Err(Error::io("recv", Some(to), e)),
+            };
             if meta.from != to {
                 out.stray += 1;
                 continue;
@@ -186,9 +218,9 @@ pub fn run(
             }
         }
         if last_progress.elapsed() >= Duration::from_millis(500) {
-            progress(&out);
+            progress(out);
             last_progress = Instant::now();
         }
     }
-    Ok(out)
+    Ok(())
 }
