@@ -1,7 +1,9 @@
 //! The two programs behind `-mode`: what `main` runs once the configuration is valid.
 
+use std::io::IsTerminal;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{ClientConfig, Mode, ServerConfig};
 use crate::error::exit;
@@ -62,24 +64,39 @@ fn run_client(cfg: &ClientConfig) -> u8 {
     let stop = shutdown_flag();
     let clock = SystemClock::new();
     let started = logging::now_rfc3339();
-    let result = client::run(cfg, &clock, &stop, |_| {});
+    // A progress line on stderr, only on a terminal and only for runs longer than a few seconds.
+    let expected = cfg.interval * cfg.count + cfg.loss_timeout;
+    let show = !cfg.quiet && std::io::stderr().is_terminal() && expected >= Duration::from_secs(3);
+    let progress = |o: &crate::sender::Outcome| {
+        if show {
+            eprint!("{}", output::progress_line(o, cfg.count));
+        }
+    };
+    let result = client::run(cfg, &clock, &stop, progress);
+    if show {
+        eprint!("\r\x1b[K");
+    }
     let record = match &result {
         Ok(m) => Record::measured(cfg, &started, m),
-        Err(f) => Record::failed(cfg, &started, &f.error),
+        Err(f) => Record::failed(cfg, &started, f),
     };
-    // Nothing is lost: the record is written whether or not the run measured anything.
-    let code = match &result {
-        Ok(_) if record.all_lost() => exit::ALL_LOST,
-        Ok(_) => exit::OK,
-        Err(f) => f.error.exit_code(),
-    };
-    if let Err(e) = output::emit(cfg, &record) {
-        eprintln!("twamp: {e}");
-        return if code == exit::OK { exit::LOCAL } else { code };
-    }
     if let Err(f) = &result {
         // One line on stderr (and in -logfile), however quiet.
         log::error!("{}", f.error);
     }
-    code
+    // Nothing is lost: the record is written whether or not the run measured anything.
+    if let Err(e) = output::emit(cfg, &record) {
+        eprintln!("twamp: {e}");
+        return if record.exit_code == exit::OK {
+            exit::LOCAL
+        } else {
+            record.exit_code
+        };
+    }
+    if cfg.histogram && !cfg.quiet {
+        if let Some(m) = &record.measurement {
+            print!("{}", output::rtt_histogram(m, 20, 50));
+        }
+    }
+    record.exit_code
 }

@@ -107,6 +107,10 @@ pub struct Cli {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "Client")]
     pub header: Option<bool>,
 
+    /// Client: draw a histogram of round-trip times after the summary.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "Client")]
+    pub histogram: Option<bool>,
+
     /// Client: TCP connect and control-message timeout.
     #[arg(long, value_name = "DURATION", help_heading = "Client")]
     pub connect_timeout: Option<String>,

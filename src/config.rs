@@ -188,6 +188,8 @@ pub struct ClientConfig {
     pub format: Format,
     pub output: Option<PathBuf>,
     pub header: bool,
+    /// Draw a histogram of round-trip times after the summary.
+    pub histogram: bool,
     pub quiet: bool,
     pub logging: Logging,
 }
@@ -345,6 +347,7 @@ impl ServerConfig {
                 ("-format", cli.format.is_some()),
                 ("-output", cli.output.is_some()),
                 ("-header", cli.header.is_some()),
+                ("-histogram", cli.histogram.is_some()),
                 ("-connect-timeout", cli.connect_timeout.is_some()),
             ],
         )?;
@@ -542,6 +545,7 @@ impl ClientConfig {
             format,
             output: cli.output.as_ref().map(PathBuf::from),
             header: cli.header.unwrap_or(false),
+            histogram: cli.histogram.unwrap_or(false),
             quiet: cli.quiet,
             logging: logging(cli, log::LevelFilter::Warn),
         })
