@@ -244,16 +244,15 @@ pub fn run(
         loss_timeout: cfg.loss_timeout,
         outcome: Outcome::default(),
     };
-    match sender::run(&sock, reflector, &plan, clock, stop, progress, watch) {
-        Ok(o) => m.outcome = o,
-        Err((error, o)) => {
-            m.outcome = o;
-            return Err(Failure {
-                error,
-                partial: Some(Box::new(m)),
-            });
-        }
+    let (outcome, result) = sender::run(&sock, reflector, &plan, clock, stop, progress, watch);
+    m.outcome = outcome;
+    if let Err(error) = result {
+        return Err(Failure {
+            error,
+            partial: Some(Box::new(m)),
+        });
     }
+
     drop(sock);
 
     // Stop-Sessions with the number of sessions we started (RFC 5357 §3.8).

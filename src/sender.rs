@@ -55,7 +55,7 @@ fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
 /// Runs the schedule: `plan.count` packets every `plan.interval`, then waits `loss_timeout`.
 ///
 /// `watch` is called every 100 ms; an error from it (the Server closed the control connection)
-/// ends the run early. On any error the packets measured so far come back with it.
+/// ends the run early. The packets measured so far come back whatever the result.
 pub fn run(
     sock: &UdpSocket,
     to: SocketAddr,
@@ -64,16 +64,14 @@ pub fn run(
     stop: &AtomicBool,
     progress: impl FnMut(&Outcome),
     watch: impl FnMut() -> Result<()>,
-) -> std::result::Result<Outcome, (Error, Outcome)> {
+) -> (Outcome, Result<()>) {
     let mut out = Outcome {
         sent: Vec::with_capacity(plan.count as usize),
         replies: Vec::with_capacity(plan.count as usize),
         ..Outcome::default()
     };
-    match run_into(&mut out, sock, to, plan, clock, stop, progress, watch) {
-        Ok(()) => Ok(out),
-        Err(e) => Err((e, out)),
-    }
+    let result = run_into(&mut out, sock, to, plan, clock, stop, progress, watch);
+    (out, result)
 }
 
 #[allow(clippy::too_many_arguments)]
