@@ -155,6 +155,8 @@ pub struct Handle {
     pub counters: Arc<Counters>,
     /// When set, the reflector stops at this instant (Stop-Sessions plus the session Timeout).
     stop_at: Arc<Mutex<Option<Instant>>>,
+    /// Set with `stop_at`, so the per-packet loop looks at the mutex only once a stop is asked.
+    stopping: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -165,6 +167,7 @@ impl Handle {
         let mut s = self.stop_at.lock().unwrap_or_else(|p| p.into_inner());
         let at = Instant::now() + grace;
         *s = Some(s.map_or(at, |old| old.min(at)));
+        self.stopping.store(true, Ordering::Relaxed);
     }
 
     pub fn is_finished(&self) -> bool {
@@ -224,7 +227,8 @@ pub fn spawn(
     counters.last_rx_ms.store(now_ms(), Ordering::Relaxed);
     let stop_at = Arc::new(Mutex::new(None::<Instant>));
     socket.set_read_timeout(Some(POLL))?;
-    let (c2, s2) = (counters.clone(), stop_at.clone());
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (c2, s2, stopping2) = (counters.clone(), stop_at.clone(), stopping.clone());
     live.fetch_add(1, Ordering::Relaxed);
     let live2 = live.clone();
     let spawned = std::thread::Builder::new()
@@ -239,9 +243,11 @@ pub fn spawn(
                 if shutdown.load(Ordering::Relaxed) {
                     break;
                 }
-                let deadline = *s2.lock().unwrap_or_else(|p| p.into_inner());
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    break;
+                if stopping2.load(Ordering::Relaxed) {
+                    let deadline = *s2.lock().unwrap_or_else(|p| p.into_inner());
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        break;
+                    }
                 }
                 if last_packet.elapsed() >= refwait {
                     log::info!("session {sid}: no test packet for {refwait:?} (REFWAIT), stopping reflector on port {port}");
@@ -300,6 +306,7 @@ pub fn spawn(
         port,
         counters,
         stop_at,
+        stopping,
         thread: Some(thread),
     })
 }

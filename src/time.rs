@@ -173,10 +173,23 @@ pub trait Clock: Send + Sync {
 }
 
 /// The system's real-time clock. The Error Estimate comes from the kernel's clock discipline
-/// (`adjtimex`), refreshed at most once a second so the per-packet path stays cheap.
-#[derive(Debug, Default)]
+/// (`adjtimex`), refreshed at most once a second so the per-packet path stays cheap: one atomic
+/// load and one monotonic clock read, no lock.
+#[derive(Debug)]
 pub struct SystemClock {
-    cached: std::sync::Mutex<Option<(std::time::Instant, ErrorEstimate)>>,
+    base: std::time::Instant,
+    /// Bits 0..16: the cached Error Estimate; bits 16..64: milliseconds since `base` at which
+    /// it was read, plus one (0 = never read).
+    cached: std::sync::atomic::AtomicU64,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock {
+            base: std::time::Instant::now(),
+            cached: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 impl SystemClock {
@@ -191,16 +204,17 @@ impl Clock for SystemClock {
     }
 
     fn error_estimate(&self) -> ErrorEstimate {
-        let now = std::time::Instant::now();
-        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        match *cached {
-            Some((at, ee)) if now.duration_since(at) < Duration::from_secs(1) => ee,
-            _ => {
-                let ee = ClockState::read().error_estimate();
-                *cached = Some((now, ee));
-                ee
-            }
+        use std::sync::atomic::Ordering::Relaxed;
+        let now_ms = self.base.elapsed().as_millis() as u64 + 1;
+        let c = self.cached.load(Relaxed);
+        let (at, ee) = (c >> 16, c as u16);
+        if at != 0 && now_ms.saturating_sub(at) < 1000 {
+            return ErrorEstimate(ee);
         }
+        // Two threads may both refresh at the boundary; both store a fresh value.
+        let ee = ClockState::read().error_estimate();
+        self.cached.store((now_ms << 16) | u64::from(ee.0), Relaxed);
+        ee
     }
 }
 
