@@ -24,8 +24,9 @@ use crate::time::{ErrorEstimate, Timestamp};
 /// The JSON schema version. Bump on any incompatible change.
 pub const JSON_SCHEMA: &str = "twamp-result/1";
 
-/// twping `-M`'s default histogram bucket width in seconds (owping `-b`).
-pub const BUCKET_WIDTH: f64 = 0.0001;
+/// twping `-M`'s histogram bucket width in seconds: what twping 5.2.3 printed in the reference
+/// capture (`twping-output/twping_open_M.txt`), although owping's `-b` documentation says 0.0001.
+pub const BUCKET_WIDTH: f64 = 1e-6;
 
 /// One run, as every format sees it.
 pub struct Record {
@@ -757,12 +758,27 @@ pub fn rtt_histogram(m: &Measurement, rows: usize, width: usize) -> String {
 }
 
 /// Appends `text` to `path` in one write on an O_APPEND descriptor, so concurrent runs never
-/// interleave their records.
-pub fn append_whole(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+/// interleave their records. `header`, if given, is written first when the file is empty; an
+/// exclusive lock (flock) makes "empty?" and the write one step, so two runs starting on a new
+/// file do not both write it.
+pub fn append_whole(
+    path: &std::path::Path,
+    text: &str,
+    header: Option<&str>,
+) -> std::io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)?;
+    f.lock()?;
+    let mut whole = String::new();
+    if let Some(h) = header {
+        if f.metadata()?.len() == 0 {
+            whole.push_str(h);
+        }
+    }
+    whole.push_str(text);
+    let text = whole;
     let n = f.write(text.as_bytes())?;
     if n != text.len() {
         return Err(std::io::Error::new(
@@ -778,11 +794,13 @@ pub fn append_whole(path: &std::path::Path, text: &str) -> std::io::Result<()> {
 /// asked for one.
 pub fn emit(cfg: &ClientConfig, r: &Record) -> Result<()> {
     if let Some(path) = &cfg.output {
-        let new = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
-        let text = r.render(cfg.format, cfg.header && new);
-        append_whole(path, &text).map_err(|e| Error::Output {
-            path: path.display().to_string(),
-            source: e,
+        let header = (cfg.header && cfg.format == Format::Csv)
+            .then(|| format!("{}\n", CSV_COLUMNS.join(",")));
+        append_whole(path, &r.render(cfg.format, false), header.as_deref()).map_err(|e| {
+            Error::Output {
+                path: path.display().to_string(),
+                source: e,
+            }
         })?;
     }
     if !cfg.quiet {
@@ -850,9 +868,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("twamp-append-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("out.txt");
-        append_whole(&p, "one\n").unwrap();
-        append_whole(&p, "two\n").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "one\ntwo\n");
+        append_whole(&p, "one\n", Some("h\n")).unwrap();
+        append_whole(&p, "two\n", Some("h\n")).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "h\none\ntwo\n",
+            "header only into an empty file"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -4,8 +4,8 @@
 //! Number they carry (offset 0 in the sender's packet, offset 24 in the reflection, open layout).
 #![allow(dead_code)]
 
-use std::collections::{BTreeSet, BinaryHeap};
 use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -64,13 +64,19 @@ impl Ord for Pending {
 }
 
 fn seq_at(b: &[u8], at: usize) -> Option<u32> {
-    b.get(at..at + 4).map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(at..at + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 impl Relay {
     /// Starts relaying to `reflector`. Runs until dropped (bounded: it also stops after
     /// `lifetime`).
-    pub fn start(reflector: SocketAddr, fwd: Impairment, bck: Impairment, lifetime: Duration) -> Relay {
+    pub fn start(
+        reflector: SocketAddr,
+        fwd: Impairment,
+        bck: Impairment,
+        lifetime: Duration,
+    ) -> Relay {
         let a = UdpSocket::bind("127.0.0.1:0").unwrap(); // faces the sender
         let b = UdpSocket::bind("127.0.0.1:0").unwrap(); // faces the reflector
         a.set_nonblocking(true).unwrap();
@@ -108,16 +114,32 @@ impl Relay {
                 }
                 if idle {
                     // Sleep until the next release, at most 100 µs, so delays stay exact.
-                    let next = queue.peek().map(|Reverse(p)| p.due.saturating_duration_since(Instant::now()));
-                    std::thread::sleep(next.unwrap_or(Duration::from_micros(100)).min(Duration::from_micros(100)));
+                    let next = queue
+                        .peek()
+                        .map(|Reverse(p)| p.due.saturating_duration_since(Instant::now()));
+                    std::thread::sleep(
+                        next.unwrap_or(Duration::from_micros(100))
+                            .min(Duration::from_micros(100)),
+                    );
                 }
             }
         });
-        Relay { addr, stop, thread: Some(thread) }
+        Relay {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
-fn schedule(q: &mut BinaryHeap<Reverse<Pending>>, order: &mut u64, imp: &Impairment, seq: u32, forward: bool, bytes: &[u8]) {
+fn schedule(
+    q: &mut BinaryHeap<Reverse<Pending>>,
+    order: &mut u64,
+    imp: &Impairment,
+    seq: u32,
+    forward: bool,
+    bytes: &[u8],
+) {
     if imp.drop.contains(&seq) {
         return;
     }
@@ -128,6 +150,11 @@ fn schedule(q: &mut BinaryHeap<Reverse<Pending>>, order: &mut u64, imp: &Impairm
     let copies = if imp.duplicate.contains(&seq) { 2 } else { 1 };
     for _ in 0..copies {
         *order += 1;
-        q.push(Reverse(Pending { due, order: *order, forward, bytes: bytes.to_vec() }));
+        q.push(Reverse(Pending {
+            due,
+            order: *order,
+            forward,
+            bytes: bytes.to_vec(),
+        }));
     }
 }
