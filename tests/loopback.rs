@@ -19,7 +19,11 @@ impl Drop for Server {
 }
 
 fn start_dual_stack_server() -> (Server, u16) {
-    let port = TcpListener::bind("[::]:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("[::]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(BIN)
         .args(["-mode", "server", "-port", &port.to_string(), "-q"])
         .stdout(Stdio::null())
@@ -35,11 +39,20 @@ fn start_dual_stack_server() -> (Server, u16) {
 
 fn measure(server: &str) -> Value {
     let out = Command::new(BIN)
-        .args(["-mode", "client", "-server", server, "-c", "200", "-i", "5ms", "-timeout", "500ms", "-format", "json"])
+        .args([
+            "-mode", "client", "-server", server, "-c", "200", "-i", "5ms", "-timeout", "500ms",
+            "-format", "json",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{server}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{server}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{server}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{server}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 fn f(v: &Value, path: &str) -> f64 {
@@ -47,7 +60,8 @@ fn f(v: &Value, path: &str) -> f64 {
     for k in path.split('.') {
         cur = &cur[k];
     }
-    cur.as_f64().unwrap_or_else(|| panic!("{path} missing or not a number: {cur}"))
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path} missing or not a number: {cur}"))
 }
 
 fn check(v: &Value, family: &str) {
@@ -64,25 +78,44 @@ fn check(v: &Value, family: &str) {
             f(v, &format!("summary.{d}.max_ms")),
         );
         assert!(min <= med && med <= max, "{family} {d}: {min} {med} {max}");
-        assert!(min <= mean && mean <= max, "{family} {d}: {min} {mean} {max}");
+        assert!(
+            min <= mean && mean <= max,
+            "{family} {d}: {min} {mean} {max}"
+        );
         assert!(f(v, &format!("summary.{d}.p95_ms")) <= max);
         assert!(f(v, &format!("summary.{d}.stddev_ms")) >= 0.0);
     }
     // One host, one clock: one-way delays are real here, never negative.
-    assert!(f(v, "summary.forward.min_ms") >= 0.0 && f(v, "summary.backward.min_ms") >= 0.0, "{family}");
+    assert!(
+        f(v, "summary.forward.min_ms") >= 0.0 && f(v, "summary.backward.min_ms") >= 0.0,
+        "{family}"
+    );
     // RTT = (T4 − T1) − (T3 − T2) = forward + backward, packet by packet, so the means agree.
     let sum = f(v, "summary.forward.mean_ms") + f(v, "summary.backward.mean_ms");
-    assert!((sum - f(v, "summary.rtt.mean_ms")).abs() < 1e-3, "{family}: {sum} vs rtt mean");
+    assert!(
+        (sum - f(v, "summary.rtt.mean_ms")).abs() < 1e-3,
+        "{family}: {sum} vs rtt mean"
+    );
     // Loopback: well under 50 ms, no hops.
     assert!(f(v, "summary.rtt.max_ms") < 50.0, "{family}");
     assert_eq!(f(v, "summary.hops_forward.min"), 0.0);
     assert_eq!(f(v, "summary.hops_backward.max"), 0.0);
-    for k in ["ipdv_rfc3393.mean_abs_ms", "rfc3550_jitter_ms", "twping_p95_p50_ms"] {
-        assert!(f(v, &format!("summary.rtt_variation.{k}")) >= 0.0, "{family} {k}");
+    for k in [
+        "ipdv_rfc3393.mean_abs_ms",
+        "rfc3550_jitter_ms",
+        "twping_p95_p50_ms",
+    ] {
+        assert!(
+            f(v, &format!("summary.rtt_variation.{k}")) >= 0.0,
+            "{family} {k}"
+        );
     }
     // This machine's clock is not synchronised: the figures must say so.
     let synced = twamp::time::ClockState::read().synchronized;
-    assert_eq!(v["summary"]["sync"], synced, "{family}: S bit must follow the kernel clock state");
+    assert_eq!(
+        v["summary"]["sync"], synced,
+        "{family}: S bit must follow the kernel clock state"
+    );
 }
 
 #[test]
@@ -100,7 +133,18 @@ fn one_dual_stack_listener_serves_ipv4_and_ipv6_without_loss() {
 fn text_summary_has_every_figure() {
     let (_srv, port) = start_dual_stack_server();
     let out = Command::new(BIN)
-        .args(["-mode", "client", "-server", &format!("127.0.0.1:{port}"), "-c", "20", "-i", "5ms", "-timeout", "300ms"])
+        .args([
+            "-mode",
+            "client",
+            "-server",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "20",
+            "-i",
+            "5ms",
+            "-timeout",
+            "300ms",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
