@@ -208,11 +208,21 @@ pub struct Context {
     pub totals: Arc<Counters>,
 }
 
+/// The smallest receive buffer a session gets: a full Ethernet-MTU datagram, so a sender whose
+/// packets differ a little from the negotiated size is still served.
+pub const MIN_BUFFER: usize = 1500;
+
 /// Starts the reflector loop for one session on its own thread.
+///
+/// `max_packet` is the negotiated Session-Sender packet size (base + Padding Length). The
+/// buffers are sized from it, not from the 64 KiB UDP maximum: a session costs a few KiB, and
+/// a datagram larger than `max(max_packet, MIN_BUFFER)` is cut by the kernel (MSG_TRUNC),
+/// counted as oversized and dropped.
 pub fn spawn(
     socket: UdpSocket,
     mut reflector: Reflector,
     sid: Sid,
+    max_packet: usize,
     ctx: &Context,
 ) -> std::io::Result<Handle> {
     let Context {
@@ -235,8 +245,10 @@ pub fn spawn(
         .name(format!("reflector:{port}"))
         .stack_size(256 * 1024)
         .spawn(move || {
-            let mut rx = vec![0u8; net::MAX_DATAGRAM];
-            let mut tx = vec![0u8; net::MAX_DATAGRAM.max(TestLayout::AUTHENTICATED.reflector.base)];
+            let cap = max_packet.clamp(MIN_BUFFER, net::MAX_DATAGRAM);
+            let mut rx = vec![0u8; cap];
+            // The reflection of a packet shorter than the reflector base is the base.
+            let mut tx = vec![0u8; cap.max(TestLayout::AUTHENTICATED.reflector.base)];
             let mut receiver = Receiver::new();
             let mut last_packet = Instant::now();
             loop {

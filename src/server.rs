@@ -396,7 +396,8 @@ fn command_loop(
                         live: sh.sessions.clone(),
                         totals: sh.totals.clone(),
                     };
-                    let h = reflector::spawn(p.socket, r, p.sid, &ctx)
+                    let max_packet = mode.test_layout().sender.base + p.spec.padding as usize;
+                    let h = reflector::spawn(p.socket, r, p.sid, max_packet, &ctx)
                         .map_err(|e| Error::io("spawn reflector", Some(peer), e))?;
                     running.push((h, p.spec.timeout));
                 }

@@ -15,8 +15,6 @@ mod fuzz_checks;
 use std::path::{Path, PathBuf};
 
 use twamp::control::SecurityMode;
-use twamp::reflector::{Received, Reflector};
-use twamp::time::{FakeClock, Timestamp};
 use twamp::wire::{ReflectorPacket, RequestTwSession, SenderPacket, TestLayout};
 
 /// `(file name, bytes)` of every file in `fuzz/<kind>/<target>/`, sorted by name.
@@ -73,12 +71,21 @@ fn test_packets_inputs() {
 
 #[test]
 fn reflector_inputs() {
-    replay("reflector", fuzz_checks::reflector);
+    replay("reflector", |data| {
+        fuzz_checks::reflector(data);
+    });
 }
 
 #[test]
 fn cli_values_inputs() {
     replay("cli_values", fuzz_checks::cli_values);
+}
+
+#[test]
+fn crypto_inputs() {
+    replay("crypto", |data| {
+        fuzz_checks::crypto(data);
+    });
 }
 
 /// The captured Request-TW-Session plaintexts are IPv4 requests the Server accepts.
@@ -129,33 +136,41 @@ fn captured_test_packets_still_parse() {
     }
 }
 
-/// The open-mode reflector seeds are reflected (not dropped), so the target starts from inputs
-/// that reach the whole reflection path.
+/// Every reflector seed (captured sender packets in open, authenticated and encrypted mode,
+/// under the capture's keys) is reflected both times, so the target starts from inputs that
+/// reach the whole reflection path, decryption and HMAC included.
 #[test]
-fn open_reflector_seeds_are_reflected() {
-    let mut n = 0;
-    for (name, bytes) in inputs("seeds", "reflector") {
-        if !name.starts_with("open-") {
-            continue;
-        }
-        let (head, datagram) = bytes.split_at(fuzz_checks::REFLECTOR_HEADER);
-        assert_eq!(head[0] & 3, 0, "{name}: open mode");
-        let mut rx = datagram.to_vec();
-        let mut out = vec![0u8; 65_535 + 112];
-        let clock = FakeClock::at(Timestamp(1));
-        let mut r = Reflector::new(TestLayout::OPEN, None, fuzz_checks::PEER);
-        let got = r.reflect(
-            Received {
-                bytes: &mut rx,
-                from: fuzz_checks::PEER,
-                ttl: Some(64),
-                at: Timestamp(1),
-            },
-            &clock,
-            &mut out,
+fn reflector_seeds_are_reflected() {
+    let seeds = inputs("seeds", "reflector");
+    for mode in ["open-", "auth-", "encr-"] {
+        assert!(
+            seeds.iter().any(|(n, _)| n.starts_with(mode)),
+            "no {mode} reflector seed"
         );
-        assert_eq!(got, Ok(datagram.len().max(41)), "{name}");
-        n += 1;
     }
-    assert!(n >= 1, "no open-mode reflector seeds");
+    for (name, bytes) in seeds {
+        assert_eq!(fuzz_checks::reflector(&bytes), 2, "{name}");
+    }
+}
+
+/// The crypto seeds are the captured control streams and test packets of stream 0 of the
+/// authenticated and encrypted captures: every message verifies, every packet opens.
+#[test]
+fn crypto_seeds_are_genuine() {
+    let seeds = inputs("seeds", "crypto");
+    assert!(
+        seeds.len() >= 8,
+        "expected 8 crypto seeds, found {}",
+        seeds.len()
+    );
+    for (name, bytes) in seeds {
+        let want = if name.contains("-control-server") {
+            3 // Request-TW-Session, Start-Sessions, Stop-Sessions
+        } else if name.contains("-control-client") {
+            2 // Accept-Session (covering Server-Start's block), Start-Ack
+        } else {
+            1 // a sender packet opens as one, a reflected packet as the other
+        };
+        assert_eq!(fuzz_checks::crypto(&bytes), want, "{name}");
+    }
 }

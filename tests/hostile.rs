@@ -260,9 +260,10 @@ fn stray_short_oversized_and_foreign_datagrams_are_dropped_and_counted() {
             .send_to(&vec![0u8; n], ("127.0.0.1", port))
             .unwrap();
     }
+    // Far larger than the 41 octets negotiated: cut by the kernel, counted as oversized.
     let mut big = vec![0u8; 60_000];
     big[3] = 9;
-    from_peer.send_to(&big, ("127.0.0.1", port)).unwrap(); // legal, just large: reflected at its size
+    from_peer.send_to(&big, ("127.0.0.1", port)).unwrap();
     stranger.send_to(&[0u8; 41], ("127.0.0.1", port)).unwrap(); // another address: never reflected
     stranger
         .set_read_timeout(Some(Duration::from_millis(300)))
@@ -277,4 +278,5 @@ fn stray_short_oversized_and_foreign_datagrams_are_dropped_and_counted() {
     use std::sync::atomic::Ordering::Relaxed;
     assert_eq!(t.short.load(Relaxed), 3, "0, 1 and 13 octets are short");
     assert_eq!(t.wrong_peer.load(Relaxed), 1, "the datagram from 127.0.0.2");
+    assert_eq!(t.oversized.load(Relaxed), 1, "the 60000-octet datagram");
 }

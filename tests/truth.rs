@@ -69,7 +69,8 @@ impl ReflectorGuard {
         };
         // The peer is 127.0.0.1: the relay sends from loopback.
         let r = Reflector::new(TestLayout::OPEN, None, loopback());
-        let handle = reflector::spawn(sock, r, Sid([0x5a; 16]), &ctx).expect("spawn reflector");
+        let handle =
+            reflector::spawn(sock, r, Sid([0x5a; 16]), 14 + 27, &ctx).expect("spawn reflector");
         let counters = handle.counters.clone();
         ReflectorGuard {
             handle: Some(handle),
