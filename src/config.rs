@@ -121,7 +121,7 @@ impl KeyFile {
 }
 
 fn decode_hex(s: &str) -> Option<Zeroizing<Vec<u8>>> {
-    if s.len() % 2 != 0 || s.is_empty() {
+    if !s.len().is_multiple_of(2) || s.is_empty() {
         return None;
     }
     let mut out = Zeroizing::new(Vec::with_capacity(s.len() / 2));

@@ -171,7 +171,7 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Checks that `len` is a whole number of blocks.
 pub(crate) fn check_blocks(len: usize) -> Result<(), Error> {
-    if len % BLOCK == 0 {
+    if len.is_multiple_of(BLOCK) {
         Ok(())
     } else {
         Err(Error::Length {
@@ -184,7 +184,7 @@ pub(crate) fn check_blocks(len: usize) -> Result<(), Error> {
 /// Views a whole number of blocks as AES blocks. The caller has checked the length
 /// ([`check_blocks`] or a fixed-size array); any tail would be left untouched.
 pub(crate) fn as_blocks(buf: &mut [u8]) -> &mut [aes::Block] {
-    debug_assert!(buf.len() % BLOCK == 0, "callers pass whole blocks");
+    debug_assert!(buf.len().is_multiple_of(BLOCK), "callers pass whole blocks");
     aes::cipher::array::Array::slice_as_chunks_mut(buf).0
 }
 
@@ -209,7 +209,7 @@ pub(crate) mod tests {
 
     /// Hex → bytes (the constants below are plain lower-case hex).
     pub(crate) fn unhex(s: &str) -> Vec<u8> {
-        assert!(s.len() % 2 == 0, "odd-length hex constant");
+        assert!(s.len().is_multiple_of(2), "odd-length hex constant");
         (0..s.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex constant"))
