@@ -4,14 +4,12 @@
 //! No network other than 127.0.0.1, and every run is bounded: client runs use
 //! `-connect-timeout 2s` and a watchdog kills any child that outlives [`RUN_LIMIT`].
 
+mod common;
+
+use common::bin::{closed_port, Run};
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_twamp");
 const MAN_PAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/man/twamp.1");
 const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
 
@@ -22,66 +20,9 @@ const NETWORK: i32 = 3;
 /// No run here should take more than a few seconds; this only stops a hung test.
 const RUN_LIMIT: Duration = Duration::from_secs(30);
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn describe(&self, args: &[&str]) -> String {
-        format!(
-            "twamp {}\nexit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            args.join(" "),
-            self.code,
-            self.stdout,
-            self.stderr
-        )
-    }
-}
-
-/// Runs the binary with `args`, with no environment variables of ours leaking in.
+/// Runs the binary with `args`; killed after RUN_LIMIT.
 fn twamp(args: &[&str]) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("TWAMP_PASSPHRASE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout is piped")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr is piped")));
-    let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait on our own child") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("twamp {} ran longer than {RUN_LIMIT:?}", args.join(" "));
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        code: status.code(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
-
-/// A loopback TCP port that nothing listens on: bound by us, then released.
-fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
+    common::bin::run_bounded(args, RUN_LIMIT)
 }
 
 fn is_name_char(c: char) -> bool {
@@ -134,7 +75,7 @@ fn mentions(doc: &str, prefix: &str, name: &str, hyphens: &[&str]) -> bool {
 #[test]
 fn every_help_flag_is_in_the_man_page() {
     let help = twamp(&["--help"]);
-    assert_eq!(help.code, Some(0), "{}", help.describe(&["--help"]));
+    assert_eq!(help.code, Some(0), "{}", help.describe());
     let flags = help_flags(&help.stdout);
     for expected in [
         "mode",
@@ -251,16 +192,16 @@ fn bad_arguments_exit_2() {
     ];
     for (args, needle) in cases {
         let r = twamp(args);
-        assert_eq!(r.code, Some(USAGE), "{}", r.describe(args));
+        assert_eq!(r.code, Some(USAGE), "{}", r.describe());
         assert!(
             r.stderr.contains(needle),
             "stderr should mention {needle:?}\n{}",
-            r.describe(args)
+            r.describe()
         );
         assert!(
             r.stdout.is_empty(),
             "a usage error writes no result record\n{}",
-            r.describe(args)
+            r.describe()
         );
     }
 }
@@ -342,7 +283,7 @@ fn go_style_flags_are_accepted() {
     for args in &client_cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let r = twamp(&args);
-        assert_eq!(r.code, Some(NETWORK), "{}", r.describe(&args));
+        assert_eq!(r.code, Some(NETWORK), "{}", r.describe());
     }
 
     // Server spellings of the boolean -daemon: parsing succeeds and the configuration check
@@ -358,16 +299,16 @@ fn go_style_flags_are_accepted() {
         args.extend_from_slice(daemon);
         args.extend_from_slice(&["-pbkdf2-count", "1000"]);
         let r = twamp(&args);
-        assert_eq!(r.code, Some(USAGE), "{}", r.describe(&args));
+        assert_eq!(r.code, Some(USAGE), "{}", r.describe());
         assert!(
             r.stderr.contains("pbkdf2-count"),
             "config error, not a parse error\n{}",
-            r.describe(&args)
+            r.describe()
         );
         assert!(
             !r.stderr.contains("unexpected argument"),
             "{}",
-            r.describe(&args)
+            r.describe()
         );
     }
 }
@@ -387,11 +328,11 @@ fn unreachable_server_exit_code() {
     ];
     let started = Instant::now();
     let r = twamp(&args);
-    assert_eq!(r.code, Some(NETWORK), "{}", r.describe(&args));
+    assert_eq!(r.code, Some(NETWORK), "{}", r.describe());
     assert!(
         r.stderr.contains(&addr),
         "stderr should name {addr}\n{}",
-        r.describe(&args)
+        r.describe()
     );
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -411,9 +352,9 @@ fn unreachable_server_exit_code() {
         "-q",
     ];
     let r = twamp(&args);
-    assert_eq!(r.code, Some(NETWORK), "{}", r.describe(&args));
-    assert!(r.stdout.is_empty(), "{}", r.describe(&args));
-    assert!(r.stderr.contains(&addr), "{}", r.describe(&args));
+    assert_eq!(r.code, Some(NETWORK), "{}", r.describe());
+    assert!(r.stdout.is_empty(), "{}", r.describe());
+    assert!(r.stderr.contains(&addr), "{}", r.describe());
 }
 
 #[test]
@@ -421,20 +362,20 @@ fn version_and_help_exit_0() {
     let version = format!("twamp {}", env!("CARGO_PKG_VERSION"));
     for args in [&["--version"][..], &["-version"], &["-V"]] {
         let r = twamp(args);
-        assert_eq!(r.code, Some(0), "{}", r.describe(args));
+        assert_eq!(r.code, Some(0), "{}", r.describe());
         assert!(
             r.stdout.contains(&version),
             "expected {version:?}\n{}",
-            r.describe(args)
+            r.describe()
         );
     }
     for args in [&["--help"][..], &["-help"], &["-h"]] {
         let r = twamp(args);
-        assert_eq!(r.code, Some(0), "{}", r.describe(args));
+        assert_eq!(r.code, Some(0), "{}", r.describe());
         assert!(
             r.stdout.contains("Usage:") && r.stdout.contains("--mode"),
             "{}",
-            r.describe(args)
+            r.describe()
         );
     }
 }

@@ -7,13 +7,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -111,30 +110,9 @@ impl Drop for Server {
     }
 }
 
-/// A loopback TCP port that nothing listens on: bound by us, then released.
-fn closed_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local_addr").port()
-}
+use common::bin::closed_port;
 
-struct Run {
-    args: Vec<String>,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn describe(&self) -> String {
-        format!(
-            "twamp {}\nexit: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.args.join(" "),
-            self.code,
-            self.stdout,
-            self.stderr
-        )
-    }
-}
+use common::bin::Run;
 
 /// Runs the binary as a client of `server` with `extra` arguments; killed after RUN_LIMIT.
 fn client(server: &str, extra: &[&str]) -> Run {
@@ -150,41 +128,7 @@ fn client(server: &str, extra: &[&str]) -> Run {
     .map(|s| s.to_string())
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .env_remove("TWAMP_PASSPHRASE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = r.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout is piped")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr is piped")));
-    let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait on our own child") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("twamp {} ran longer than {RUN_LIMIT:?}", args.join(" "));
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Run {
-        args,
-        code: status.code(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    common::bin::run_bounded(&args, RUN_LIMIT)
 }
 
 /// A short successful measurement: 20 packets 5 ms apart, 300 ms for late replies.

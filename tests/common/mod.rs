@@ -2,6 +2,8 @@
 //! built from the wire types, so tests can say exactly what goes on the wire.
 #![allow(dead_code)]
 
+pub mod bin;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
