@@ -1,22 +1,17 @@
 //! The built binary as server and client on loopback: one dual-stack `[::]` listener, measured
 //! from 127.0.0.1 and from ::1, 200 packets each, every summary figure present and plausible.
 
+mod common;
+
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_twamp");
+use common::bin::BIN;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::bin::Guard as Server;
 
 fn start_dual_stack_server() -> (Server, u16) {
     let port = TcpListener::bind("[::]:0")

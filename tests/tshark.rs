@@ -3,20 +3,13 @@
 //! malformed frame. `.ci/run` installs tshark; without it this test fails and says so (set
 //! TWAMP_SKIP_TSHARK=1 to skip it knowingly on a machine without it).
 
+mod common;
+
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_twamp");
-
-struct Kill(Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::bin::{Guard as Kill, BIN};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
