@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -391,51 +391,7 @@ impl Session {
     }
 }
 
-// --- log capture for the in-process server ---
-
-struct Capture;
-
-static LINES: Mutex<Vec<(log::Level, String)>> = Mutex::new(Vec::new());
-
-impl log::Log for Capture {
-    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
-        m.level() <= log::Level::Info
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        if self.enabled(r.metadata()) {
-            LINES
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((r.level(), r.args().to_string()));
-        }
-    }
-    fn flush(&self) {}
-}
-
-static CAPTURE: Capture = Capture;
-
-/// Sends this test binary's log records (info and above) to [`LINES`].
-fn capture_logs() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        log::set_logger(&CAPTURE).expect("no other logger in this test binary");
-        log::set_max_level(log::LevelFilter::Info);
-    });
-}
-
-/// Waits up to `limit` for a captured line of level info or above containing every needle.
-fn logged(limit: Duration, needles: &[&str]) -> Option<(log::Level, String)> {
-    let mut found = None;
-    wait_until(limit, || {
-        let lines = LINES.lock().unwrap_or_else(|p| p.into_inner());
-        found = lines
-            .iter()
-            .find(|(_, l)| needles.iter().all(|n| l.contains(n)))
-            .cloned();
-        found.is_some()
-    });
-    found
-}
+use common::logs::{capture_logs, logged};
 
 // ---------------------------------------------------------------------------------------------
 // 1. Our client against our server in every mode, over IPv4 and IPv6

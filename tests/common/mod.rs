@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod logs;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
