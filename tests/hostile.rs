@@ -7,6 +7,7 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
+use common::logs::{capture_logs, logged};
 use common::{server_config, wait_until, RawClient, TestServer};
 use twamp::time::{ErrorEstimate, Timestamp};
 use twamp::wire::{self, Accept, ReflectorPacket, SenderPacket, TestLayout};
@@ -107,12 +108,22 @@ fn malformed_control_input_closes_only_that_connection() {
             c.write(&m).unwrap();
         }),
     ];
+    capture_logs();
     for (name, case) in cases {
         let mut c = RawClient::connect(srv.addr);
+        let me = c.stream.local_addr().unwrap().to_string();
         case(&mut c);
         assert!(
             c.closed_within(Duration::from_secs(5)),
             "{name}: connection not closed"
+        );
+        // The Server says why, at warning level, naming the peer (a client that declines
+        // with mode 0 ends the connection too; that is logged the same way).
+        let line = logged(Duration::from_secs(3), &[&me, "control connection closed:"]);
+        assert!(
+            line.as_ref()
+                .is_some_and(|(level, _)| *level == log::Level::Warn),
+            "{name}: no warning naming {me}: {line:?}"
         );
         assert_eq!(good.measure(5), 5, "{name}: the good session lost packets");
     }
