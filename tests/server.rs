@@ -7,8 +7,8 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use common::{server_config, wait_until, RawClient, TestServer};
-use twamp::time::{ErrorEstimate, Timestamp};
-use twamp::wire::{self, Accept, Modes, ReflectorPacket, SenderPacket, TestLayout};
+use twamp::time::Timestamp;
+use twamp::wire::{self, Accept, Modes, ReflectorPacket};
 
 fn udp() -> UdpSocket {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -18,18 +18,7 @@ fn udp() -> UdpSocket {
 }
 
 fn ping(sock: &UdpSocket, port: u16, seq: u32) -> Option<ReflectorPacket> {
-    let mut b = [0u8; 41];
-    SenderPacket {
-        seq,
-        timestamp: Timestamp::new(1, 0),
-        error_estimate: ErrorEstimate(1),
-    }
-    .emit(&mut b, &TestLayout::OPEN.sender)
-    .unwrap();
-    sock.send_to(&b, ("127.0.0.1", port)).unwrap();
-    let mut r = [0u8; 2048];
-    let (n, _) = sock.recv_from(&mut r).ok()?;
-    ReflectorPacket::parse(&r[..n], &TestLayout::OPEN.reflector).ok()
+    common::ping_open(sock, ([127, 0, 0, 1], port).into(), seq)
 }
 
 #[test]

@@ -188,3 +188,26 @@ impl RawClient {
         }
     }
 }
+
+/// Sends one open-layout Session-Sender packet (41 octets: 27 of padding) with `seq` to `to`
+/// and returns the parsed reflection, if one arrives before the socket's read timeout.
+pub fn ping_open(
+    sock: &std::net::UdpSocket,
+    to: SocketAddr,
+    seq: u32,
+) -> Option<wire::ReflectorPacket> {
+    use twamp::time::{ErrorEstimate, Timestamp};
+    use twamp::wire::{SenderPacket, TestLayout};
+    let mut b = [0u8; 41];
+    SenderPacket {
+        seq,
+        timestamp: Timestamp::new(1, 0),
+        error_estimate: ErrorEstimate(1),
+    }
+    .emit(&mut b, &TestLayout::OPEN.sender)
+    .expect("41 octets hold the open sender base");
+    sock.send_to(&b, to).ok()?;
+    let mut r = [0u8; 2048];
+    let (n, _) = sock.recv_from(&mut r).ok()?;
+    wire::ReflectorPacket::parse(&r[..n], &TestLayout::OPEN.reflector).ok()
+}
