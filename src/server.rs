@@ -38,6 +38,8 @@ pub struct Shared {
     pub sessions: Arc<AtomicUsize>,
     /// Test packets reflected and dropped (by reason), over the server's life.
     pub totals: Arc<reflector::Counters>,
+    /// When this server started: Server-Start's Start-Time.
+    pub started: crate::time::Timestamp,
 }
 
 impl Shared {
@@ -46,6 +48,7 @@ impl Shared {
         clock: Arc<dyn Clock>,
         shutdown: Arc<AtomicBool>,
     ) -> Arc<Self> {
+        let started = clock.now();
         Arc::new(Shared {
             config,
             clock,
@@ -54,6 +57,7 @@ impl Shared {
             per_client: std::sync::Mutex::new(std::collections::HashMap::new()),
             sessions: Arc::new(AtomicUsize::new(0)),
             totals: Arc::new(reflector::Counters::default()),
+            started,
         })
     }
 }
@@ -220,7 +224,9 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
     ch.write_clear(&buf, "Server-Greeting")?;
 
     // Set-Up-Response.
-    wait_for_message(&ch, sh, None, "Set-Up-Response")?;
+    if !wait_for_message(&ch, sh, None, "Set-Up-Response")? {
+        return Ok(()); // shutting down
+    }
     let mut buf = [0u8; SetUpResponse::LEN];
     ch.read_clear(
         &mut buf,
@@ -253,7 +259,7 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
                 let start = ServerStart {
                     accept: Accept::Failure,
                     server_iv: [0; 16],
-                    start_time: sh.clock.now(),
+                    start_time: sh.started,
                 };
                 let mut b = [0u8; ServerStart::LEN];
                 start.emit(&mut b);
@@ -269,10 +275,12 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
 
     // Server-Start: Server-IV in clear, Start-Time encrypted in the secure modes.
     let server_iv: [u8; 16] = if mode.needs_key() { random()? } else { [0; 16] };
+    // RFC 4656 §3.1: Start-Time is "the time when the current instantiation of the Server
+    // started operating" (twampd sends the same value on every connection).
     let start = ServerStart {
         accept: Accept::Ok,
         server_iv,
-        start_time: sh.clock.now(),
+        start_time: sh.started,
     };
     let mut b = [0u8; ServerStart::LEN];
     start.emit(&mut b);
