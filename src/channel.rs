@@ -52,17 +52,9 @@ impl<S: Transport> ControlStream<S> {
         self.peer
     }
 
-    pub fn get_ref(&self) -> &S {
-        &self.stream
-    }
-
     /// Turns on encryption and HMACs for everything after Server-Start's clear part.
     pub fn set_cipher(&mut self, cipher: ControlCipher) {
         self.cipher = Some(cipher);
-    }
-
-    pub fn is_secure(&self) -> bool {
-        self.cipher.is_some()
     }
 
     /// Writes bytes as they are (Server-Greeting, Set-Up-Response, Server-Start's first 32).

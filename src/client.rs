@@ -4,7 +4,7 @@
 
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::channel::ControlStream;
 use crate::config::{ClientConfig, Family};
@@ -14,7 +14,7 @@ use crate::crypto::{self, ControlCipher, SessionKeys, TestCipher, TestKeys};
 use crate::error::{Error, Result};
 use crate::net;
 use crate::sender::{self, Outcome, Plan};
-use crate::time::{Clock, Timestamp};
+use crate::time::Clock;
 use crate::wire::{
     Accept, AcceptSession, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse, Sid,
     StartAck, StartSessions, StopSessions,
@@ -285,9 +285,4 @@ impl From<Error> for Failure {
             partial: None,
         }
     }
-}
-
-/// The wall-clock time of a result, for reports.
-pub fn now_timestamp() -> Timestamp {
-    Timestamp::from_system_time(SystemTime::now())
 }

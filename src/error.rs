@@ -68,8 +68,6 @@ pub enum Error {
     Auth(String),
     /// The peer broke the protocol (message order, counts).
     Protocol(String),
-    /// Every test packet was lost.
-    AllLost { sent: u32 },
     /// Writing results failed.
     Output { path: String, source: io::Error },
 }
@@ -98,7 +96,6 @@ impl Error {
             }
             Error::Auth(_) => exit::AUTH,
             Error::Wire { .. } | Error::Protocol(_) => exit::PROTOCOL,
-            Error::AllLost { .. } => exit::ALL_LOST,
             Error::Output { .. } => exit::LOCAL,
         }
     }
@@ -118,7 +115,6 @@ impl Error {
             Error::BadCount { .. } => "bad-count",
             Error::Auth(_) => "auth",
             Error::Protocol(_) => "protocol",
-            Error::AllLost { .. } => "all-lost",
             Error::Output { .. } => "output",
         }
     }
@@ -150,7 +146,6 @@ impl fmt::Display for Error {
             ),
             Error::Auth(msg) => write!(f, "authentication failed: {msg}"),
             Error::Protocol(msg) => write!(f, "protocol error: {msg}"),
-            Error::AllLost { sent } => write!(f, "all {sent} test packets lost"),
             Error::Output { path, source } => write!(f, "cannot write {path}: {source}"),
         }
     }

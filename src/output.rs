@@ -10,7 +10,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -825,11 +824,6 @@ pub fn emit(cfg: &ClientConfig, r: &Record) -> Result<()> {
 pub fn progress_line(o: &crate::sender::Outcome, count: u32) -> String {
     let got: std::collections::HashSet<u32> = o.replies.iter().map(|r| r.sender_seq).collect();
     format!("\r{}/{} sent, {} received", o.sent.len(), count, got.len())
-}
-
-/// Address formatting shared by text lines: `[v6]:port` or `v4:port`.
-pub fn addr(a: &SocketAddr) -> String {
-    a.to_string()
 }
 
 #[cfg(test)]

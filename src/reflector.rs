@@ -170,10 +170,6 @@ impl Handle {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
-    pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
-    }
-
     /// Stops now and waits for the thread.
     pub fn join(mut self) {
         self.stop_after(Duration::ZERO);
