@@ -190,15 +190,21 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
     })
 }
 
-/// Sends to `to`, mapping an IPv4 destination when the socket is IPv6 (dual-stack).
-pub fn send_to(sock: &UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
-    let to = match (to, sock.local_addr()) {
-        (SocketAddr::V4(v4), Ok(SocketAddr::V6(_))) => {
+/// The address to hand `send_to` for `to`: an IPv4 destination is v4-mapped when the socket
+/// is IPv6 (dual-stack). Loops compute `socket_is_v6` once, not per packet.
+pub fn destination(to: SocketAddr, socket_is_v6: bool) -> SocketAddr {
+    match to {
+        SocketAddr::V4(v4) if socket_is_v6 => {
             SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
         }
         _ => to,
-    };
-    sock.send_to(buf, to)
+    }
+}
+
+/// Sends to `to` on any socket (one getsockname per call: for occasional sends).
+pub fn send_to(sock: &UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+    let v6 = sock.local_addr().is_ok_and(|a| a.is_ipv6());
+    sock.send_to(buf, destination(to, v6))
 }
 
 #[cfg(test)]

@@ -247,6 +247,7 @@ pub fn spawn(
             let mut tx = vec![0u8; cap.max(TestLayout::AUTHENTICATED.reflector.base)];
             let mut receiver = Receiver::new();
             let mut last_packet = Instant::now();
+            let v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
             loop {
                 if shutdown.load(Ordering::Relaxed) {
                     break;
@@ -257,13 +258,16 @@ pub fn spawn(
                         break;
                     }
                 }
-                if last_packet.elapsed() >= refwait {
-                    log::info!("session {sid}: no test packet for {refwait:?} (REFWAIT), stopping reflector on port {port}");
-                    break;
-                }
                 let meta = match receiver.recv(&socket, &mut rx) {
                     Ok(Some(m)) => m,
-                    Ok(None) => continue,
+                    // Read timeout: the only time REFWAIT can have run out.
+                    Ok(None) => {
+                        if last_packet.elapsed() >= refwait {
+                            log::info!("session {sid}: no test packet for {refwait:?} (REFWAIT), stopping reflector on port {port}");
+                            break;
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         // ICMP errors (ECONNREFUSED) from an earlier send surface here; they
                         // are not fatal for the session.
@@ -273,7 +277,8 @@ pub fn spawn(
                     }
                 };
                 last_packet = Instant::now();
-                c2.last_rx_ms.store(now_ms(), Ordering::Relaxed);
+                // The receive time is wall-clock already: no second clock read for SERVWAIT.
+                c2.last_rx_ms.store(meta.at.unix_millis(), Ordering::Relaxed);
                 if meta.truncated {
                     c2.count(DropReason::Oversized);
                     totals.count(DropReason::Oversized);
@@ -281,7 +286,7 @@ pub fn spawn(
                 }
                 let received = Received { bytes: &mut rx[..meta.len], from: meta.from.ip(), ttl: meta.ttl, at: meta.at };
                 match reflector.reflect(received, clock.as_ref(), &mut tx) {
-                    Ok(n) => match net::send_to(&socket, &tx[..n], meta.from) {
+                    Ok(n) => match socket.send_to(&tx[..n], net::destination(meta.from, v6)) {
                         Ok(_) => {
                             c2.reflected.fetch_add(1, Ordering::Relaxed);
                             totals.reflected.fetch_add(1, Ordering::Relaxed);

@@ -97,6 +97,7 @@ fn run_into(
     sock.set_read_timeout(Some(Duration::from_millis(1)))
         .map_err(|e| Error::io("recv", Some(to), e))?;
     let to = net::unmap(to);
+    let dest = net::destination(to, sock.local_addr().is_ok_and(|a| a.is_ipv6()));
 
     let start = Instant::now();
     let mut next = 0u32;
@@ -131,7 +132,7 @@ fn run_into(
                     c.seal_sender(&mut tx)
                         .map_err(|e| Error::Protocol(e.to_string()))?;
                 }
-                match net::send_to(sock, &tx, to) {
+                match sock.send_to(&tx, dest) {
                     Ok(_) => {}
                     // A refused port (ICMP) or a full buffer loses this packet; it is counted
                     // as lost, the run goes on.

@@ -66,6 +66,12 @@ impl Timestamp {
         UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos)
     }
 
+    /// Milliseconds since the Unix epoch, rounded (era 0; 0 before 1970). Integer arithmetic.
+    pub fn unix_millis(self) -> u64 {
+        let secs = u64::from(self.seconds()).saturating_sub(NTP_UNIX_OFFSET_SECS);
+        secs * 1000 + ((u64::from(self.fraction()) * 1000 + (1 << 31)) >> 32)
+    }
+
     /// Signed difference `self - earlier` in nanoseconds, exact to the rounding of one
     /// 2^-32 s unit. Negative when `earlier` is later (unsynchronised one-way delays can be).
     pub fn diff_nanos(self, earlier: Timestamp) -> i64 {
@@ -413,6 +419,17 @@ mod tests {
         // This machine's state, whatever it is, must agree with the kernel's own flag.
         let real = ClockState::read();
         assert_eq!(real.error_estimate().synchronized(), real.synchronized);
+    }
+
+    #[test]
+    fn unix_millis_of_known_times() {
+        assert_eq!(Timestamp::from_system_time(UNIX_EPOCH).unix_millis(), 0);
+        let t = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        assert_eq!(
+            Timestamp::from_system_time(t).unix_millis(),
+            1_700_000_000_123
+        );
+        assert_eq!(Timestamp(0).unix_millis(), 0, "before 1970 clamps");
     }
 
     #[test]
