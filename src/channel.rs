@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::crypto::ControlCipher;
-use crate::error::{Error, Result};
+use crate::error::{Error, Op, Result};
 
 /// A byte stream we can put a read deadline on and poll.
 pub trait Transport: Read + Write + AsFd {
@@ -147,15 +147,8 @@ impl<S: Transport> ControlStream<S> {
 
     /// Waits up to `timeout` for the next octet to arrive. `Ok(false)` on timeout.
     pub fn wait_readable(&self, timeout: Duration) -> Result<bool> {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) => Ok(false),
-            Ok(_) => Ok(true),
-            Err(nix::errno::Errno::EINTR) => Ok(false),
-            Err(e) => Err(Error::io("poll", self.peer, e.into())),
-        }
+        crate::net::wait_readable(&self.stream, timeout)
+            .map_err(|e| Error::io(Op::Poll, self.peer, e))
     }
 }
 
@@ -165,7 +158,7 @@ fn write_error(e: io::Error, what: &'static str, peer: Option<SocketAddr>) -> Er
             waiting_for: what,
             addr: peer,
         },
-        _ => Error::io("send", peer, e),
+        _ => Error::io(Op::Send, peer, e),
     }
 }
 
@@ -186,7 +179,7 @@ pub fn read_exact_deadline<R: Transport>(
             });
         }
         r.set_read_timeout(Some(left))
-            .map_err(|e| Error::io("recv", peer, e))?;
+            .map_err(|e| Error::io(Op::Recv, peer, e))?;
         match r.read(buf) {
             Ok(0) => {
                 return Err(Error::Closed {
@@ -212,7 +205,7 @@ pub fn read_exact_deadline<R: Transport>(
                     addr: peer,
                 })
             }
-            Err(e) => return Err(Error::io("recv", peer, e)),
+            Err(e) => return Err(Error::io(Op::Recv, peer, e)),
         }
     }
     Ok(())

@@ -11,14 +11,14 @@ use crate::config::{ClientConfig, Family};
 use crate::control::client::{self as decide, SessionRequest};
 use crate::control::SecurityMode;
 use crate::crypto::{self, ControlCipher, SessionKeys, TestCipher, TestKeys};
-use crate::error::{Error, Result};
-use crate::net;
+use crate::error::{Error, Op, Result};
 use crate::sender::{self, Outcome, Plan};
 use crate::time::Clock;
 use crate::wire::{
     Accept, AcceptSession, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse, Sid,
     StartAck, StartSessions, StopSessions,
 };
+use crate::{addr, net};
 
 /// Everything a report needs about one run.
 #[derive(Debug, Clone)]
@@ -85,7 +85,7 @@ fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(TcpStream, Socket
 fn random<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b)
-        .map_err(|e| Error::io("getrandom", None, std::io::Error::other(e.to_string())))?;
+        .map_err(|e| Error::io(Op::Random, None, std::io::Error::other(e.to_string())))?;
     Ok(b)
 }
 
@@ -99,10 +99,10 @@ pub fn run(
     let addrs = resolve(&cfg.host, cfg.port, cfg.family)?;
     let (stream, server) = connect(&addrs, cfg.connect_timeout)?;
     let _ = stream.set_nodelay(true);
-    let local_ip = net::unmap_ip(
+    let local_ip = addr::unmap_ip(
         stream
             .local_addr()
-            .map_err(|e| Error::io("getsockname", Some(server), e))?
+            .map_err(|e| Error::io(Op::Getsockname, Some(server), e))?
             .ip(),
     );
     let mut ch = ControlStream::new(stream, Some(server));
@@ -166,13 +166,13 @@ pub fn run(
 
     // Request-TW-Session → Accept-Session.
     let bind = SocketAddr::new(local_ip, 0);
-    let sock = net::udp_socket(bind, 1 << 20).map_err(|e| Error::io("bind", Some(bind), e))?;
+    let sock = net::udp_socket(bind, 1 << 20).map_err(|e| Error::io(Op::Bind, Some(bind), e))?;
     if cfg.dscp != 0 {
-        crate::server::set_dscp(&sock, cfg.dscp);
+        net::set_dscp(&sock, cfg.dscp).map_err(|e| Error::io(Op::SetSockopt, Some(bind), e))?;
     }
     let local = sock
         .local_addr()
-        .map_err(|e| Error::io("getsockname", Some(bind), e))?;
+        .map_err(|e| Error::io(Op::Getsockname, Some(bind), e))?;
     let padding = cfg
         .padding
         .unwrap_or(mode.test_layout().size_difference() as u32);
@@ -191,7 +191,7 @@ pub fn run(
     let mut a = [0u8; AcceptSession::LEN];
     ch.recv(&mut a, deadline(), "Accept-Session")?;
     let (port, sid) = decide::check_accept_session(&AcceptSession::parse(&a))?;
-    let reflector = SocketAddr::new(net::unmap_ip(server.ip()), port);
+    let reflector = SocketAddr::new(addr::unmap_ip(server.ip()), port);
     log::info!("session {sid}: reflector at {reflector}");
 
     // Start-Sessions → Start-Ack. Nothing is sent before Start-Ack.

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use crate::error::{exit, Error, Result};
+use crate::error::{exit, Error, Op, Result};
 
 /// The daemon's end of the readiness channel.
 pub struct Ready(UnixStream);
@@ -24,7 +24,7 @@ impl Ready {
 /// a pidfile that cannot be written is a failure the shell sees.
 pub fn detach(pidfile: Option<&Path>) -> Result<Ready> {
     let (mut parent_end, child_end) =
-        UnixStream::pair().map_err(|e| Error::io("daemon", None, e))?;
+        UnixStream::pair().map_err(|e| Error::io(Op::Daemonize, None, e))?;
     let mut d = daemonize::Daemonize::new().working_directory("/");
     if let Some(p) = pidfile {
         d = d.pid_file(p).chown_pid_file(false);
@@ -50,7 +50,7 @@ pub fn detach(pidfile: Option<&Path>) -> Result<Ready> {
             Ok(Ready(child_end))
         }
         daemonize::Outcome::Child(Err(e)) => Err(Error::io(
-            "daemon",
+            Op::Daemonize,
             None,
             std::io::Error::other(e.to_string()),
         )),

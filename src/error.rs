@@ -26,6 +26,60 @@ pub mod exit {
     pub const LOCAL: u8 = 8;
 }
 
+/// The operation behind an [`Error::Io`]. Whether it is ours (exit 8) or the network's (exit 3)
+/// is decided here, once, instead of by matching strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Binding a socket (control listener or test port).
+    Bind,
+    /// Setting a socket option (timeouts, DSCP).
+    SetSockopt,
+    /// Reading a socket's own address.
+    Getsockname,
+    /// Reading from a socket.
+    Recv,
+    /// Writing to a socket.
+    Send,
+    /// Waiting for a socket to become readable.
+    Poll,
+    /// The system's random number generator (challenges, IVs, keys, SIDs).
+    Random,
+    /// Starting a thread.
+    Spawn,
+    /// Forking into the background.
+    Daemonize,
+}
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Bind => "bind",
+            Op::SetSockopt => "setsockopt",
+            Op::Getsockname => "getsockname",
+            Op::Recv => "recv",
+            Op::Send => "send",
+            Op::Poll => "poll",
+            Op::Random => "getrandom",
+            Op::Spawn => "spawn thread",
+            Op::Daemonize => "daemon",
+        }
+    }
+
+    /// A failure of this machine rather than of the path to the peer.
+    pub fn is_local(self) -> bool {
+        match self {
+            Op::Bind | Op::SetSockopt | Op::Random | Op::Spawn | Op::Daemonize => true,
+            Op::Getsockname | Op::Recv | Op::Send | Op::Poll => false,
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[derive(Debug)]
 pub enum Error {
     /// Bad configuration, caught before any I/O.
@@ -34,9 +88,9 @@ pub enum Error {
     Resolve { host: String, source: io::Error },
     /// The TCP connection to the Server failed.
     Connect { addr: SocketAddr, source: io::Error },
-    /// A socket call failed. `op` is "bind", "recv", "send", ...
+    /// A system call failed; `op` says which, and decides the exit code.
     Io {
-        op: &'static str,
+        op: Op,
         addr: Option<SocketAddr>,
         source: io::Error,
     },
@@ -75,7 +129,7 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub fn io(op: &'static str, addr: Option<SocketAddr>, source: io::Error) -> Self {
+    pub fn io(op: Op, addr: Option<SocketAddr>, source: io::Error) -> Self {
         Error::Io { op, addr, source }
     }
 
@@ -84,11 +138,7 @@ impl Error {
         match self {
             Error::Config(_) => exit::USAGE,
             Error::Resolve { .. } | Error::Connect { .. } | Error::Closed { .. } => exit::NETWORK,
-            Error::Io { op, .. }
-                if matches!(*op, "bind" | "socket" | "listen" | "daemon" | "pidfile") =>
-            {
-                exit::LOCAL
-            }
+            Error::Io { op, .. } if op.is_local() => exit::LOCAL,
             Error::Io { .. } => exit::NETWORK,
             Error::Timeout { .. } => exit::TIMEOUT,
             Error::Refused { .. } | Error::NoCommonMode { .. } | Error::BadCount { .. } => {
@@ -160,6 +210,28 @@ impl std::error::Error for Error {
             | Error::Output { source, .. } => Some(source),
             Error::Wire { source, .. } => Some(source),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_exit_codes_follow_the_operation() {
+        let e = |op| Error::io(op, None, io::Error::other("x")).exit_code();
+        for op in [
+            Op::Bind,
+            Op::SetSockopt,
+            Op::Random,
+            Op::Spawn,
+            Op::Daemonize,
+        ] {
+            assert_eq!(e(op), exit::LOCAL, "{op}");
+        }
+        for op in [Op::Getsockname, Op::Recv, Op::Send, Op::Poll] {
+            assert_eq!(e(op), exit::NETWORK, "{op}");
         }
     }
 }

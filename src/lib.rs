@@ -15,6 +15,7 @@
 //! of their own. `net`, `server`, `client` and the loops in `reflector` and `sender` are the
 //! thin I/O around them.
 
+pub mod addr;
 pub mod app;
 pub mod channel;
 pub mod cli;

@@ -1,7 +1,10 @@
 //! Sockets: the only module that knows about socket options and control messages.
 //!
 //! - One dual-stack `[::]` socket (IPV6_V6ONLY off) serves IPv4 and IPv6; IPv4 peers appear as
-//!   v4-mapped addresses, which [`unmap`] turns back into IPv4 for logs and comparisons.
+//!   v4-mapped addresses, which [`crate::addr::unmap`] turns back into IPv4 for logs and
+//!   comparisons.
+//! - Waiting: [`wait_readable`] is the one poll wrapper (ppoll, so timeouts are kept to the
+//!   microsecond).
 //! - Test sockets send with TTL / Hop Limit 255 so the far side can count hops (RFC 5357 §4.2.1
 //!   Sender TTL; twping prints hops = 255 − TTL).
 //! - Receiving asks the kernel for the TTL / Hop Limit (IP_RECVTTL, IPV6_RECVHOPLIMIT) and the
@@ -11,12 +14,13 @@
 use std::io;
 use std::io::IoSliceMut;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::{Duration, SystemTime};
 
 use nix::sys::socket::{self as nsock, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::addr::{destination, unmap};
 use crate::time::Timestamp;
 
 /// TTL / Hop Limit on test packets we send.
@@ -24,25 +28,6 @@ pub const TEST_TTL: u32 = 255;
 
 /// The largest UDP payload we read.
 pub const MAX_DATAGRAM: usize = 65_535;
-
-/// Turns a v4-mapped IPv6 address into IPv4; leaves others alone.
-pub fn unmap(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, v6.port())),
-            None => addr,
-        },
-        v4 => v4,
-    }
-}
-
-/// The IP of `addr` with v4-mapped addresses turned into IPv4.
-pub fn unmap_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
 
 /// Raises the soft limit on open files to the hard limit: a server holding hundreds of control
 /// connections and test sockets must not run out at the default 1024. Returns the new limit.
@@ -190,15 +175,64 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
     })
 }
 
-/// The address to hand `send_to` for `to`: an IPv4 destination is v4-mapped when the socket
-/// is IPv6 (dual-stack). Loops compute `socket_is_v6` once, not per packet.
-pub fn destination(to: SocketAddr, socket_is_v6: bool) -> SocketAddr {
-    match to {
-        SocketAddr::V4(v4) if socket_is_v6 => {
-            SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
-        }
-        _ => to,
+/// Waits until `fd` is readable or `timeout` passes: `Ok(false)` on timeout or a signal.
+///
+/// ppoll, not poll: poll's millisecond timeout would round a 10 ms schedule's waits to whole
+/// milliseconds; ppoll's timespec keeps them to the kernel timer's resolution.
+pub fn wait_readable(fd: &impl AsFd, timeout: Duration) -> io::Result<bool> {
+    use nix::poll::{ppoll, PollFd, PollFlags};
+    use nix::sys::time::TimeSpec;
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    match ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// Marks outgoing packets with `dscp` (TOS / Traffic Class = DSCP << 2, RFC 2474 §3). On a
+/// dual-stack socket both the IPv6 and the IPv4 option are set, so v4-mapped traffic is
+/// marked too.
+pub fn set_dscp(socket: &UdpSocket, dscp: u8) -> io::Result<()> {
+    let s = socket2::SockRef::from(socket);
+    let tos = u32::from(dscp) << 2;
+    if socket.local_addr()?.is_ipv6() {
+        let _ = s.set_tos_v4(tos); // fails harmlessly on a v6-only socket
+        s.set_tclass_v6(tos)
+    } else {
+        s.set_tos_v4(tos)
+    }
+}
+
+/// Binds a test socket on `local`: the requested port when it is free, else a port from
+/// `range` (tried from a random start), else any port the OS gives.
+pub fn bind_test_port(
+    local: IpAddr,
+    requested: u16,
+    range: Option<(u16, u16)>,
+    rcvbuf: usize,
+) -> io::Result<UdpSocket> {
+    if requested != 0 {
+        if let Ok(s) = udp_socket(SocketAddr::new(local, requested), rcvbuf) {
+            return Ok(s);
+        }
+    }
+    if let Some((lo, hi)) = range {
+        let n = u32::from(hi - lo) + 1;
+        let mut r = [0u8; 4];
+        let _ = getrandom::fill(&mut r);
+        let start = u32::from_be_bytes(r) % n;
+        let mut last_err = None;
+        for i in 0..n {
+            let port = lo + ((start + i) % n) as u16;
+            match udp_socket(SocketAddr::new(local, port), rcvbuf) {
+                Ok(s) => return Ok(s),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        return Err(last_err.unwrap_or_else(|| io::Error::other("empty test port range")));
+    }
+    udp_socket(SocketAddr::new(local, 0), rcvbuf)
 }
 
 /// Sends to `to` on any socket (one getsockname per call: for occasional sends).
@@ -210,19 +244,6 @@ pub fn send_to(sock: &UdpSocket, buf: &[u8], to: SocketAddr) -> io::Result<usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
-
-    #[test]
-    fn unmap_turns_mapped_into_v4() {
-        let m: SocketAddr = "[::ffff:127.0.0.1]:862".parse().unwrap();
-        assert_eq!(unmap(m), "127.0.0.1:862".parse::<SocketAddr>().unwrap());
-        let v6: SocketAddr = "[::1]:862".parse().unwrap();
-        assert_eq!(unmap(v6), v6);
-        assert_eq!(
-            unmap_ip("::ffff:10.0.0.1".parse().unwrap()),
-            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))
-        );
-    }
 
     #[test]
     fn loopback_datagram_reports_ttl_and_kernel_time() {

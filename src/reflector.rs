@@ -5,12 +5,13 @@
 //! connection's peer (it would be an amplifier), reflect a packet whose HMAC fails, or die on a
 //! datagram it does not like. Every dropped datagram is counted by reason.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::addr;
 use crate::crypto::TestCipher;
 use crate::net::{self, Receiver};
 use crate::time::{Clock, Timestamp};
@@ -84,7 +85,7 @@ impl Reflector {
         Reflector {
             layout,
             cipher,
-            peer: net::unmap_ip(peer),
+            peer: addr::unmap_ip(peer),
             next_seq: 0,
         }
     }
@@ -105,7 +106,7 @@ impl Reflector {
         clock: &dyn Clock,
         out: &mut [u8],
     ) -> Result<usize, DropReason> {
-        if net::unmap_ip(rx.from) != self.peer {
+        if addr::unmap_ip(rx.from) != self.peer {
             return Err(DropReason::WrongPeer);
         }
         let (s, r) = (self.layout.sender, self.layout.reflector);
@@ -286,7 +287,7 @@ pub fn spawn(
                 }
                 let received = Received { bytes: &mut rx[..meta.len], from: meta.from.ip(), ttl: meta.ttl, at: meta.at };
                 match reflector.reflect(received, clock.as_ref(), &mut tx) {
-                    Ok(n) => match socket.send_to(&tx[..n], net::destination(meta.from, v6)) {
+                    Ok(n) => match socket.send_to(&tx[..n], addr::destination(meta.from, v6)) {
                         Ok(_) => {
                             c2.reflected.fetch_add(1, Ordering::Relaxed);
                             totals.reflected.fetch_add(1, Ordering::Relaxed);
@@ -322,37 +323,6 @@ pub fn spawn(
         stopping,
         thread: Some(thread),
     })
-}
-
-/// Binds the reflector socket for a session on `local`: the requested port when it is free,
-/// else a port from `range` (tried from a random start), else any port the OS gives.
-pub fn bind_test_port(
-    local: IpAddr,
-    requested: u16,
-    range: Option<(u16, u16)>,
-    rcvbuf: usize,
-) -> std::io::Result<UdpSocket> {
-    if requested != 0 {
-        if let Ok(s) = net::udp_socket(SocketAddr::new(local, requested), rcvbuf) {
-            return Ok(s);
-        }
-    }
-    if let Some((lo, hi)) = range {
-        let n = u32::from(hi - lo) + 1;
-        let mut r = [0u8; 4];
-        let _ = getrandom::fill(&mut r);
-        let start = u32::from_be_bytes(r) % n;
-        let mut last_err = None;
-        for i in 0..n {
-            let port = lo + ((start + i) % n) as u16;
-            match net::udp_socket(SocketAddr::new(local, port), rcvbuf) {
-                Ok(s) => return Ok(s),
-                Err(e) => last_err = Some(e),
-            }
-        }
-        return Err(last_err.unwrap_or_else(|| std::io::Error::other("empty test port range")));
-    }
-    net::udp_socket(SocketAddr::new(local, 0), rcvbuf)
 }
 
 #[cfg(test)]

@@ -3,12 +3,12 @@
 //! T4 is the kernel's receive time (SO_TIMESTAMPNS).
 
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::addr;
 use crate::crypto::TestCipher;
-use crate::error::{Error, Result};
+use crate::error::{Error, Op, Result};
 use crate::net::{self, Receiver};
 use crate::stats::{Reply, Sent};
 use crate::time::Clock;
@@ -41,15 +41,6 @@ pub struct Outcome {
     pub last_send: Option<SystemTime>,
     /// Set when the run was interrupted (SIGINT/SIGTERM) before the plan was done.
     pub interrupted: bool,
-}
-
-/// Waits until `fd` is readable or `timeout` passes, with the kernel's high-resolution timer
-/// (ppoll), so a 10 ms schedule is kept to the microsecond rather than the millisecond.
-fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
-    use nix::poll::{ppoll, PollFd, PollFlags};
-    use nix::sys::time::TimeSpec;
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    matches!(ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None), Ok(n) if n > 0)
 }
 
 /// Runs the schedule: `plan.count` packets every `plan.interval`, then waits `loss_timeout`.
@@ -95,9 +86,9 @@ fn run_into(
     let mut receiver = Receiver::new();
     // Reads after ppoll said readable do not block; the timeout is only a safety net.
     sock.set_read_timeout(Some(Duration::from_millis(1)))
-        .map_err(|e| Error::io("recv", Some(to), e))?;
-    let to = net::unmap(to);
-    let dest = net::destination(to, sock.local_addr().is_ok_and(|a| a.is_ipv6()));
+        .map_err(|e| Error::io(Op::SetSockopt, Some(to), e))?;
+    let to = addr::unmap(to);
+    let dest = addr::destination(to, sock.local_addr().is_ok_and(|a| a.is_ipv6()));
 
     let start = Instant::now();
     let mut next = 0u32;
@@ -166,7 +157,7 @@ fn run_into(
         let wait = until
             .saturating_duration_since(now)
             .min(Duration::from_millis(200));
-        if !wait_readable(sock, wait) {
+        if !net::wait_readable(sock, wait).map_err(|e| Error::io(Op::Poll, Some(to), e))? {
             continue;
         }
         // Drain everything that is queued.
@@ -177,7 +168,7 @@ fn run_into(
                 // ICMP port unreachable after an earlier send: the reflector is gone. The
                 // packets count as lost; the control connection tells why.
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
-                Err(e) => return Err(Error::io("recv", Some(to), e)),
+                Err(e) => return Err(Error::io(Op::Recv, Some(to), e)),
             };
             if meta.from != to {
                 out.stray += 1;
@@ -212,7 +203,9 @@ fn run_into(
                 sender_ttl: p.sender_ttl,
                 ttl: meta.ttl,
             });
-            if !wait_readable(sock, Duration::ZERO) {
+            if !net::wait_readable(sock, Duration::ZERO)
+                .map_err(|e| Error::io(Op::Poll, Some(to), e))?
+            {
                 break;
             }
         }

@@ -3,7 +3,6 @@
 //! reads, writes and starts threads.
 
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,14 +12,14 @@ use crate::config::{ServerConfig, REFLECTOR_RCVBUF};
 use crate::control::server::{self as decide, Conn, Next};
 use crate::control::SecurityMode;
 use crate::crypto::{self, ControlCipher, SessionKeys, TestCipher, TestKeys};
-use crate::error::{Error, Result};
-use crate::net;
+use crate::error::{Error, Op, Result};
 use crate::reflector::{self, Reflector};
 use crate::time::{Clock, SystemClock};
 use crate::wire::{
     Accept, AcceptSession, Command, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse,
     StartAck, StopSessions,
 };
+use crate::{addr, net};
 
 /// How often an idle control thread looks at SERVWAIT and the shutdown flag.
 const POLL: Duration = Duration::from_millis(250);
@@ -113,7 +112,7 @@ fn refuse(stream: TcpStream) {
 /// Binds the control listener. Done before daemonizing so "address in use" reaches the terminal.
 pub fn bind(config: &ServerConfig) -> Result<TcpListener> {
     net::tcp_listener(config.listen, config.v6_only)
-        .map_err(|e| Error::io("bind", Some(config.listen), e))
+        .map_err(|e| Error::io(Op::Bind, Some(config.listen), e))
 }
 
 /// Serves until `shared.shutdown` is set. Joins every connection thread before returning.
@@ -129,7 +128,7 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
     let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
     while !shared.shutdown.load(Ordering::Relaxed) {
         threads.retain(|t| !t.is_finished());
-        if !wait_readable(&listener, POLL) {
+        if !net::wait_readable(&listener, POLL).unwrap_or(false) {
             continue;
         }
         let (stream, peer) = match listener.accept() {
@@ -141,7 +140,7 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
                 continue;
             }
         };
-        let peer = net::unmap(peer);
+        let peer = addr::unmap(peer);
         if let Err(why) = shared.admit(peer.ip()) {
             log::warn!("{peer}: refused: {why}");
             refuse(stream);
@@ -177,17 +176,10 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
     Ok(())
 }
 
-fn wait_readable(fd: &impl AsFd, timeout: Duration) -> bool {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
-}
-
 fn random<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b)
-        .map_err(|e| Error::io("getrandom", None, std::io::Error::other(e.to_string())))?;
+        .map_err(|e| Error::io(Op::Random, None, std::io::Error::other(e.to_string())))?;
     Ok(b)
 }
 
@@ -204,10 +196,10 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
     let cfg = &sh.config;
     log::info!("{peer}: control connection accepted");
     let _ = stream.set_nodelay(true);
-    let local_ip = net::unmap_ip(
+    let local_ip = addr::unmap_ip(
         stream
             .local_addr()
-            .map_err(|e| Error::io("getsockname", Some(peer), e))?
+            .map_err(|e| Error::io(Op::Getsockname, Some(peer), e))?
             .ip(),
     );
     let mut ch = ControlStream::new(stream, Some(peer));
@@ -406,7 +398,7 @@ fn command_loop(
                     };
                     let max_packet = mode.test_layout().sender.base + p.spec.padding as usize;
                     let h = reflector::spawn(p.socket, r, p.sid, max_packet, &ctx)
-                        .map_err(|e| Error::io("spawn reflector", Some(peer), e))?;
+                        .map_err(|e| Error::io(Op::Spawn, Some(peer), e))?;
                     running.push((h, p.spec.timeout));
                 }
                 conn.sessions_started();
@@ -447,7 +439,7 @@ fn accept_session(
     keys: Option<&SessionKeys>,
 ) -> std::result::Result<Pending, decide::Refusal> {
     let spec = decide::validate_request(req, mode, peer.ip())?;
-    let socket = reflector::bind_test_port(
+    let socket = net::bind_test_port(
         local_ip,
         spec.requested_port,
         sh.config.test_ports,
@@ -458,7 +450,9 @@ fn accept_session(
         reason: format!("no test port free: {e}"),
     })?;
     if spec.dscp != 0 {
-        set_dscp(&socket, spec.dscp);
+        if let Err(e) = net::set_dscp(&socket, spec.dscp) {
+            log::warn!("{peer}: cannot set DSCP {}: {e}", spec.dscp);
+        }
     }
     let rnd: [u8; 4] = random().map_err(|e| decide::Refusal {
         accept: Accept::InternalError,
@@ -475,21 +469,6 @@ fn accept_session(
         sid,
         cipher,
     })
-}
-
-/// Marks outgoing test packets with the session's DSCP (TOS = DSCP << 2, RFC 2474).
-pub fn set_dscp(socket: &std::net::UdpSocket, dscp: u8) {
-    let s = socket2::SockRef::from(socket);
-    let tos = u32::from(dscp) << 2;
-    let v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
-    let r = if v6 {
-        s.set_tclass_v6(tos)
-    } else {
-        s.set_tos_v4(tos)
-    };
-    if let Err(e) = r {
-        log::warn!("cannot set DSCP {dscp}: {e}");
-    }
 }
 
 /// Waits for the next control message to begin. Returns `Ok(false)` on shutdown.

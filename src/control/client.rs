@@ -4,8 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::SecurityMode;
+use crate::addr::unmap_ip;
 use crate::error::{Error, Result};
-use crate::net::unmap_ip;
 use crate::time::Timestamp;
 use crate::wire::{Accept, AcceptSession, Modes, RequestTwSession, ServerGreeting, Sid};
 

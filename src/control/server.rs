@@ -95,7 +95,7 @@ pub fn validate_request(
 /// fold of the address), the timestamp, and four random octets. Never all zero: the address
 /// part of 0.0.0.0 or ::, the only case a zero could come from, is replaced by 1.
 pub fn make_sid(receiver: IpAddr, now: Timestamp, random: [u8; 4]) -> Sid {
-    let addr: [u8; 4] = match crate::net::unmap_ip(receiver) {
+    let addr: [u8; 4] = match crate::addr::unmap_ip(receiver) {
         IpAddr::V4(v4) => v4.octets(),
         IpAddr::V6(v6) => {
             let o = v6.octets();
