@@ -5,9 +5,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{ClientConfig, Mode, ServerConfig};
+use crate::config::{ClientConfig, Format, Mode, ServerConfig};
 use crate::error::exit;
-use crate::output::{self, Record};
+use crate::output::{self, terminal};
+use crate::sender::Progress;
 use crate::time::SystemClock;
 use crate::{client, daemon, logging, server};
 
@@ -63,40 +64,36 @@ fn run_client(cfg: &ClientConfig) -> u8 {
     }
     let stop = shutdown_flag();
     let clock = SystemClock::new();
-    let started = logging::now_rfc3339();
     // A progress line on stderr, only on a terminal and only for runs longer than a few seconds.
-    let expected = cfg.interval * cfg.count + cfg.loss_timeout;
-    let show = !cfg.quiet && std::io::stderr().is_terminal() && expected >= Duration::from_secs(3);
-    let progress = |o: &crate::sender::Outcome| {
+    let show = !cfg.quiet
+        && std::io::stderr().is_terminal()
+        && cfg.expected_duration() >= Duration::from_secs(3);
+    let progress = |p: &Progress| {
         if show {
-            eprint!("{}", output::progress_line(o, cfg.count));
+            eprint!("{}", terminal::progress_line(p));
         }
     };
-    let result = client::run(cfg, &clock, &stop, progress);
+    let report = client::run(cfg, &clock, &stop, progress);
     if show {
         eprint!("\r\x1b[K");
     }
-    let record = match &result {
-        Ok(m) => Record::measured(cfg, &started, m),
-        Err(f) => Record::failed(cfg, &started, f),
-    };
-    if let Err(f) = &result {
+    if let Some(e) = &report.error {
         // One line on stderr (and in -logfile), however quiet.
-        log::error!("{}", f.error);
+        log::error!("{e}");
     }
     // Nothing is lost: the record is written whether or not the run measured anything.
-    if let Err(e) = output::emit(cfg, &record) {
+    let written = output::emit(cfg, &report);
+    if let Err(e) = &written {
         eprintln!("twamp: {e}");
-        return if record.exit_code == exit::OK {
-            exit::LOCAL
-        } else {
-            record.exit_code
-        };
     }
     if cfg.histogram && !cfg.quiet {
-        if let Some(m) = &record.measurement {
-            print!("{}", output::rtt_histogram(m, 20, 50));
+        let h = terminal::rtt_histograms(&report, 20, 50);
+        // Machine formats on stdout stay machine-readable: the drawing goes to the terminal.
+        if cfg.format == Format::Text {
+            let _ = output::sink::write_stdout(&h);
+        } else {
+            eprint!("{h}");
         }
     }
-    record.exit_code
+    report.exit_code_after_output(&written)
 }

@@ -2,7 +2,8 @@
 //! mode has one) applied on the way (RFC 4656 §3.4: after Set-Up-Response every message is
 //! encrypted and carries an HMAC in authenticated, encrypted and mixed modes).
 //!
-//! Generic over the transport so the control exchange can be tested over a `UnixStream` pair.
+//! Generic over the transport: a `TcpStream` in service, a `UnixStream` pair in this module's
+//! tests.
 //! Every read has a deadline: a peer that stalls mid-message (slowloris) cannot hold a thread
 //! for longer than the caller allows.
 

@@ -1,45 +1,40 @@
-//! The Control-Client and Session-Sender driver (RFC 5357 §3, §4.1): a straight-line blocking
-//! exchange (greeting → set-up → start → request → accept → start sessions → test → stop), with
-//! every decision taken by `control::client`.
+//! The Control-Client (RFC 5357 §3) and the run that drives it.
+//!
+//! [`ControlClient`] is the TWAMP-Control side, a straight-line blocking exchange with every
+//! decision taken by `control::client`: [`ControlClient::setup`] (greeting → Set-Up-Response →
+//! Server-Start), [`ControlClient::request`] (Request-TW-Session → Accept-Session, one
+//! [`TestSession`] each), [`ControlClient::start`] and [`ControlClient::stop`]. The test
+//! sessions themselves are [`sender::Session`]s, run by [`sender::run`].
+//!
+//! [`run`] is one whole measurement: set up, request every configured session, start, test,
+//! stop, and the [`Report`] of it, which is returned whether the run succeeded or not.
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use crate::addr;
 use crate::channel::ControlStream;
-use crate::config::{ClientConfig, Family};
+use crate::config::{ClientConfig, Family, SessionSpec};
 use crate::control::client::{self as decide, SessionRequest};
 use crate::control::SecurityMode;
 use crate::crypto::{self, ControlCipher, SessionKeys, TestCipher, TestKeys};
 use crate::error::{Error, Op, Result};
-use crate::sender::{self, Outcome, Plan};
+use crate::net;
+use crate::report::{Report, SessionReport};
+use crate::sender::{self, Plan, Progress, Sender};
 use crate::time::Clock;
 use crate::wire::{
     Accept, AcceptSession, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse, Sid,
     StartAck, StartSessions, StopSessions,
 };
-use crate::{addr, net};
 
-/// Everything a report needs about one run.
-#[derive(Debug, Clone)]
-pub struct Measurement {
-    pub server: SocketAddr,
-    /// Our test socket and the reflector's.
-    pub local: SocketAddr,
-    pub reflector: SocketAddr,
-    pub sid: Sid,
-    pub mode: SecurityMode,
-    pub padding: u32,
-    pub dscp: u8,
-    pub count: u32,
-    pub interval: Duration,
-    pub loss_timeout: Duration,
-    pub outcome: Outcome,
-}
+/// Test sockets get this receive buffer: a burst of reflections must not overflow it.
+const TEST_RCVBUF: usize = 1 << 20;
 
 /// Resolves HOST and PORT, honouring -4 / -6. IPv6 first when both exist, like twping.
 pub fn resolve(host: &str, port: u16, family: Family) -> Result<Vec<SocketAddr>> {
-    let addrs: Vec<SocketAddr> = (host, port)
+    let mut addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .map_err(|e| Error::Resolve {
             host: host.to_string(),
@@ -51,7 +46,6 @@ pub fn resolve(host: &str, port: u16, family: Family) -> Result<Vec<SocketAddr>>
             Family::V6 => a.is_ipv6(),
         })
         .collect();
-    let mut addrs = addrs;
     // IPv6 first when a name has both, as twping does; the sort is stable.
     addrs.sort_by_key(|a| a.is_ipv4());
     if addrs.is_empty() {
@@ -89,64 +83,112 @@ fn random<const N: usize>() -> Result<[u8; N]> {
     Ok(b)
 }
 
-/// Runs one measurement against the configured server.
-pub fn run(
-    cfg: &ClientConfig,
-    clock: &dyn Clock,
-    stop: &AtomicBool,
-    progress: impl FnMut(&Outcome),
-) -> std::result::Result<Measurement, Failure> {
-    let addrs = resolve(&cfg.host, cfg.port, cfg.family)?;
-    let (stream, server) = connect(&addrs, cfg.connect_timeout)?;
-    let _ = stream.set_nodelay(true);
-    let local_ip = addr::unmap_ip(
-        stream
-            .local_addr()
-            .map_err(|e| Error::io(Op::Getsockname, Some(server), e))?
-            .ip(),
-    );
-    let mut ch = ControlStream::new(stream, Some(server));
-    let deadline = || Instant::now() + cfg.connect_timeout;
+/// One accepted test session, not yet started.
+pub struct TestSession {
+    pub spec: SessionSpec,
+    pub socket: UdpSocket,
+    /// Our test socket's address and the reflector's.
+    pub local: SocketAddr,
+    pub reflector: SocketAddr,
+    pub sid: Sid,
+    /// Padding Length as requested (the spec's, or the mode's size difference).
+    pub padding: u32,
+    cipher: Option<TestCipher>,
+    mode: SecurityMode,
+}
 
-    // Server-Greeting.
-    let mut b = [0u8; ServerGreeting::LEN];
-    ch.read_clear(&mut b, deadline(), "Server-Greeting")?;
-    let greeting = ServerGreeting::parse(&b);
-    let mode = decide::choose_mode(&greeting, &cfg.auth, cfg.secret.is_some())?;
-    log::info!("{server}: offers {}; using {mode}", greeting.modes);
-
-    // Set-Up-Response; the secure modes derive keys first and check Count before PBKDF2 runs.
-    let mut setup = SetUpResponse::open();
-    setup.mode = mode.bit();
-    let mut keys: Option<SessionKeys> = None;
-    if mode.needs_key() {
-        decide::check_count(greeting.count, cfg.max_count)?;
-        let (Some(user), Some(secret)) = (&cfg.user, &cfg.secret) else {
-            return Err(Error::Config("a secure mode needs -user and a key".into()).into());
+impl TestSession {
+    /// The Session-Sender for this session, its packet 0 due at `start`.
+    pub fn into_session(self, start: Instant) -> (sender::Session, SessionReport) {
+        let report = SessionReport::new(
+            self.sid,
+            self.local,
+            self.reflector,
+            self.padding,
+            &self.spec,
+        );
+        let plan = Plan {
+            count: self.spec.count,
+            schedule: self.spec.schedule,
+            loss_timeout: self.spec.loss_timeout,
+            padding: self.padding as usize,
+            layout: self.mode.test_layout(),
+            cipher: self.cipher,
         };
-        setup.key_id = SetUpResponse::pack_key_id(user)
-            .ok_or_else(|| Error::Config(format!("identity '{user}' is longer than 80 octets")))?;
-        let k = crypto::derive_key(secret, &greeting.salt, greeting.count);
-        let session = SessionKeys {
-            aes: random()?,
-            hmac: random()?,
-        };
-        setup.token = crypto::encrypt_token(&k, &greeting.challenge, &session);
-        setup.client_iv = random()?;
-        keys = Some(session);
+        let s = sender::Session::new(Sender::new(plan, self.reflector, start), self.socket);
+        (s, report)
     }
-    let mut b = [0u8; SetUpResponse::LEN];
-    setup.emit(&mut b);
-    ch.write_clear(&b, "Set-Up-Response")?;
+}
 
-    // Server-Start.
-    let mut b = [0u8; ServerStart::LEN];
-    ch.read_clear(&mut b[..ServerStart::CLEAR_LEN], deadline(), "Server-Start")?;
-    let clear = ServerStart::parse(&b);
-    if clear.accept != Accept::Ok {
-        // RFC 4656 §3.1: a Server that cannot authenticate us answers Accept ≠ 0.
-        return Err(Failure::from(
-            if mode.needs_key() && clear.accept == Accept::Failure {
+/// The Control-Client's side of one control connection.
+pub struct ControlClient {
+    ch: ControlStream<TcpStream>,
+    server: SocketAddr,
+    /// Our address on the control connection: test sockets bind to it.
+    local_ip: IpAddr,
+    mode: SecurityMode,
+    keys: Option<SessionKeys>,
+    /// How long each control reply may take.
+    timeout: Duration,
+    accepted: u32,
+    started: u32,
+}
+
+impl ControlClient {
+    /// Connects and runs greeting → Set-Up-Response → Server-Start (RFC 4656 §3.1).
+    pub fn setup(cfg: &ClientConfig) -> Result<ControlClient> {
+        let addrs = resolve(&cfg.host, cfg.port, cfg.family)?;
+        let (stream, server) = connect(&addrs, cfg.connect_timeout)?;
+        let _ = stream.set_nodelay(true);
+        let local_ip = addr::unmap_ip(
+            stream
+                .local_addr()
+                .map_err(|e| Error::io(Op::Getsockname, Some(server), e))?
+                .ip(),
+        );
+        let mut ch = ControlStream::new(stream, Some(server));
+        let timeout = cfg.connect_timeout;
+        let deadline = || Instant::now() + timeout;
+
+        // Server-Greeting.
+        let mut b = [0u8; ServerGreeting::LEN];
+        ch.read_clear(&mut b, deadline(), "Server-Greeting")?;
+        let greeting = ServerGreeting::parse(&b);
+        let mode = decide::choose_mode(&greeting, &cfg.auth, cfg.secret.is_some())?;
+        log::info!("{server}: offers {}; using {mode}", greeting.modes);
+
+        // Set-Up-Response; the secure modes check Count before PBKDF2 runs.
+        let mut setup = SetUpResponse::open();
+        setup.mode = mode.bit();
+        let mut keys: Option<SessionKeys> = None;
+        if mode.needs_key() {
+            decide::check_count(greeting.count, cfg.max_count)?;
+            let (Some(user), Some(secret)) = (&cfg.user, &cfg.secret) else {
+                return Err(Error::Config("a secure mode needs -user and a key".into()));
+            };
+            setup.key_id = SetUpResponse::pack_key_id(user).ok_or_else(|| {
+                Error::Config(format!("identity '{user}' is longer than 80 octets"))
+            })?;
+            let k = crypto::derive_key(secret, &greeting.salt, greeting.count);
+            let session = SessionKeys {
+                aes: random()?,
+                hmac: random()?,
+            };
+            setup.token = crypto::encrypt_token(&k, &greeting.challenge, &session);
+            setup.client_iv = random()?;
+            keys = Some(session);
+        }
+        let mut b = [0u8; SetUpResponse::LEN];
+        setup.emit(&mut b);
+        ch.write_clear(&b, "Set-Up-Response")?;
+
+        // Server-Start.
+        let mut b = [0u8; ServerStart::LEN];
+        ch.read_clear(&mut b[..ServerStart::CLEAR_LEN], deadline(), "Server-Start")?;
+        let clear = ServerStart::parse(&b);
+        if clear.accept != Accept::Ok {
+            // RFC 4656 §3.1: a Server that cannot authenticate us answers Accept ≠ 0.
+            return Err(if mode.needs_key() && clear.accept == Accept::Failure {
                 Error::Auth(format!(
                     "server {server} rejected identity '{}' or its key",
                     cfg.user.as_deref().unwrap_or("")
@@ -156,133 +198,169 @@ pub fn run(
                     message: "Server-Start",
                     accept: clear.accept,
                 }
-            },
-        ));
-    }
-    if let Some(k) = &keys {
-        ch.set_cipher(ControlCipher::new(k, setup.client_iv, clear.server_iv));
-    }
-    ch.read_unmacced(&mut b[ServerStart::CLEAR_LEN..], deadline(), "Server-Start")?;
-
-    // Request-TW-Session → Accept-Session.
-    let bind = SocketAddr::new(local_ip, 0);
-    let sock = net::udp_socket(bind, 1 << 20).map_err(|e| Error::io(Op::Bind, Some(bind), e))?;
-    if cfg.dscp != 0 {
-        net::set_dscp(&sock, cfg.dscp).map_err(|e| Error::io(Op::SetSockopt, Some(bind), e))?;
-    }
-    let local = sock
-        .local_addr()
-        .map_err(|e| Error::io(Op::Getsockname, Some(bind), e))?;
-    let padding = cfg
-        .padding
-        .unwrap_or(mode.test_layout().size_difference() as u32);
-    let req = decide::build_request(&SessionRequest {
-        sender: local,
-        // Ask for the same port number as ours, as twping does; the server may pick another.
-        receiver: SocketAddr::new(server.ip(), local.port()),
-        padding,
-        start_time: clock.now(),
-        timeout: cfg.loss_timeout,
-        dscp: cfg.dscp,
-    });
-    let mut m = [0u8; RequestTwSession::LEN];
-    req.emit(&mut m);
-    ch.send(&mut m, "Request-TW-Session")?;
-    let mut a = [0u8; AcceptSession::LEN];
-    ch.recv(&mut a, deadline(), "Accept-Session")?;
-    let (port, sid) = decide::check_accept_session(&AcceptSession::parse(&a))?;
-    let reflector = SocketAddr::new(addr::unmap_ip(server.ip()), port);
-    log::info!("session {sid}: reflector at {reflector}");
-
-    // Start-Sessions → Start-Ack. Nothing is sent before Start-Ack.
-    let mut s = [0u8; StartSessions::LEN];
-    StartSessions.emit(&mut s);
-    ch.send(&mut s, "Start-Sessions")?;
-    let mut s = [0u8; StartAck::LEN];
-    ch.recv(&mut s, deadline(), "Start-Ack")?;
-    let ack = StartAck::parse(&s);
-    if ack.accept != Accept::Ok {
-        return Err(Error::Refused {
-            message: "Start-Sessions",
-            accept: ack.accept,
+            });
         }
-        .into());
+        if let Some(k) = &keys {
+            ch.set_cipher(ControlCipher::new(k, setup.client_iv, clear.server_iv));
+        }
+        ch.read_unmacced(&mut b[ServerStart::CLEAR_LEN..], deadline(), "Server-Start")?;
+        Ok(ControlClient {
+            ch,
+            server,
+            local_ip,
+            mode,
+            keys,
+            timeout,
+            accepted: 0,
+            started: 0,
+        })
     }
 
-    let plan = Plan {
-        count: cfg.count,
-        interval: cfg.interval,
-        loss_timeout: cfg.loss_timeout,
-        padding: padding as usize,
-        layout: mode.test_layout(),
-        cipher: match (mode.test_security(), &keys) {
+    pub fn server(&self) -> SocketAddr {
+        self.server
+    }
+
+    pub fn mode(&self) -> SecurityMode {
+        self.mode
+    }
+
+    /// Request-TW-Session → Accept-Session for one session (RFC 5357 §3.5): binds its test
+    /// socket, and sends to the port the Server names.
+    pub fn request(&mut self, spec: &SessionSpec, clock: &dyn Clock) -> Result<TestSession> {
+        let bind = SocketAddr::new(self.local_ip, 0);
+        let socket =
+            net::udp_socket(bind, TEST_RCVBUF).map_err(|e| Error::io(Op::Bind, Some(bind), e))?;
+        if spec.dscp != 0 {
+            net::set_dscp(&socket, spec.dscp)
+                .map_err(|e| Error::io(Op::SetSockopt, Some(bind), e))?;
+        }
+        let local = socket
+            .local_addr()
+            .map_err(|e| Error::io(Op::Getsockname, Some(bind), e))?;
+        let padding = spec
+            .padding
+            .unwrap_or(self.mode.test_layout().size_difference() as u32);
+        let req = decide::build_request(&SessionRequest {
+            sender: local,
+            // Ask for the same port number as ours, as twping does; the server may pick another.
+            receiver: SocketAddr::new(self.server.ip(), local.port()),
+            padding,
+            start_time: clock.now(),
+            timeout: spec.loss_timeout,
+            dscp: spec.dscp,
+        });
+        let mut m = [0u8; RequestTwSession::LEN];
+        req.emit(&mut m);
+        self.ch.send(&mut m, "Request-TW-Session")?;
+        let mut a = [0u8; AcceptSession::LEN];
+        self.ch
+            .recv(&mut a, Instant::now() + self.timeout, "Accept-Session")?;
+        let (port, sid) = decide::check_accept_session(&AcceptSession::parse(&a))?;
+        let reflector = SocketAddr::new(addr::unmap_ip(self.server.ip()), port);
+        log::info!("session {sid}: reflector at {reflector}");
+        let cipher = match (self.mode.test_security(), &self.keys) {
             (Some(sec), Some(k)) => Some(TestCipher::new(&TestKeys::derive(k, &sid.0), sec)),
             _ => None,
-        },
-    };
-    // The Server says nothing during the test; anything readable on the control connection
-    // now is its close (it died or gave up), which ends the run with what was measured.
-    let watch = || -> Result<()> {
-        if ch.wait_readable(Duration::ZERO)? {
+        };
+        self.accepted += 1;
+        Ok(TestSession {
+            spec: spec.clone(),
+            socket,
+            local,
+            reflector,
+            sid,
+            padding,
+            cipher,
+            mode: self.mode,
+        })
+    }
+
+    /// Start-Sessions → Start-Ack (RFC 5357 §3.7). Nothing is sent before Start-Ack.
+    pub fn start(&mut self) -> Result<()> {
+        let mut s = [0u8; StartSessions::LEN];
+        StartSessions.emit(&mut s);
+        self.ch.send(&mut s, "Start-Sessions")?;
+        let mut s = [0u8; StartAck::LEN];
+        self.ch
+            .recv(&mut s, Instant::now() + self.timeout, "Start-Ack")?;
+        let ack = StartAck::parse(&s);
+        if ack.accept != Accept::Ok {
+            return Err(Error::Refused {
+                message: "Start-Sessions",
+                accept: ack.accept,
+            });
+        }
+        self.started += self.accepted;
+        self.accepted = 0;
+        Ok(())
+    }
+
+    /// Stop-Sessions with the number of sessions started (RFC 5357 §3.8: it MUST match).
+    pub fn stop(&mut self) -> Result<()> {
+        let mut s = [0u8; StopSessions::LEN];
+        StopSessions {
+            accept: Accept::Ok,
+            number_of_sessions: self.started,
+        }
+        .emit(&mut s);
+        self.ch.send(&mut s, "Stop-Sessions")?;
+        self.started = 0;
+        Ok(())
+    }
+
+    /// The Server says nothing during a test; anything readable on the control connection is
+    /// its close (it died or gave up).
+    pub fn check_open(&mut self) -> Result<()> {
+        if self.ch.wait_readable(Duration::ZERO)? {
             return Err(Error::Closed {
                 waiting_for: "the end of the test session",
-                addr: Some(server),
+                addr: Some(self.server),
             });
         }
         Ok(())
-    };
-    let mut m = Measurement {
-        server,
-        local,
-        reflector,
-        sid,
-        mode,
-        padding,
-        dscp: cfg.dscp,
-        count: cfg.count,
-        interval: cfg.interval,
-        loss_timeout: cfg.loss_timeout,
-        outcome: Outcome::default(),
-    };
-    let (outcome, result) = sender::run(&sock, reflector, &plan, clock, stop, progress, watch);
-    m.outcome = outcome;
-    if let Err(error) = result {
-        return Err(Failure {
-            error,
-            partial: Some(Box::new(m)),
-        });
     }
-
-    drop(sock);
-
-    // Stop-Sessions with the number of sessions we started (RFC 5357 §3.8).
-    let mut s = [0u8; StopSessions::LEN];
-    StopSessions {
-        accept: Accept::Ok,
-        number_of_sessions: 1,
-    }
-    .emit(&mut s);
-    if let Err(error) = ch.send(&mut s, "Stop-Sessions") {
-        return Err(Failure {
-            error,
-            partial: Some(Box::new(m)),
-        });
-    }
-    Ok(m)
 }
 
-/// A run that failed, with whatever it measured before it did.
-#[derive(Debug)]
-pub struct Failure {
-    pub error: Error,
-    pub partial: Option<Box<Measurement>>,
+/// Runs one measurement against the configured server: every session in `cfg.sessions` on one
+/// control connection. The report says what was measured, and the error if the run failed.
+pub fn run(
+    cfg: &ClientConfig,
+    clock: &dyn Clock,
+    stop: &AtomicBool,
+    progress: impl FnMut(&Progress),
+) -> Report {
+    let mut report = Report::new(cfg);
+    if let Err(e) = measure(cfg, clock, stop, progress, &mut report) {
+        report.fail(e);
+    }
+    report
 }
 
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        Failure {
-            error,
-            partial: None,
-        }
+fn measure(
+    cfg: &ClientConfig,
+    clock: &dyn Clock,
+    stop: &AtomicBool,
+    progress: impl FnMut(&Progress),
+    report: &mut Report,
+) -> Result<()> {
+    let mut cc = ControlClient::setup(cfg)?;
+    report.server = Some(cc.server());
+    report.mode = Some(cc.mode());
+    let mut accepted = Vec::with_capacity(cfg.sessions.len());
+    for spec in &cfg.sessions {
+        accepted.push(cc.request(spec, clock)?);
     }
+    cc.start()?;
+    let start = Instant::now();
+    let (mut sessions, reports): (Vec<_>, Vec<_>) =
+        accepted.into_iter().map(|t| t.into_session(start)).unzip();
+    report.sessions = reports;
+    let result = sender::run(&mut sessions, clock, stop, progress, || cc.check_open());
+    // What was measured stays in the report, whatever happens next.
+    for (r, s) in report.sessions.iter_mut().zip(sessions) {
+        drop(s.socket);
+        r.finish(s.sender.into_outcome());
+    }
+    result?;
+    cc.stop()
 }

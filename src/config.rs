@@ -11,11 +11,16 @@ use zeroize::Zeroizing;
 use crate::cli::{Cli, FormatArg, ModeArg};
 use crate::control::{self, SecurityMode};
 use crate::error::{Error, Result};
+use crate::sender::Schedule;
 use crate::wire::Modes;
 
 /// TWAMP-Control's well-known TCP port (RFC 5357 §3.1; RFC 8545).
 pub const DEFAULT_CONTROL_PORT: u16 = 862;
 pub const DEFAULT_COUNT: u32 = 100;
+/// The most test packets one session may send. Results are kept per packet (about 100 octets
+/// each while measuring, a few hundred while summarising), so the count bounds the memory a
+/// run can take: a million packets is under 300 MiB. Larger counts are a usage error.
+pub const MAX_COUNT: u32 = 1_000_000;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_LOSS_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,7 +38,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 64;
 /// Once a control message has begun, the rest must arrive within this (slowloris).
 pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Receive buffer for reflector sockets: absorbs bursts (see PROTOCOL-NOTES, Linux notes).
+/// Receive buffer for reflector sockets: absorbs bursts. Linux's default (about 200 KiB) holds
+/// some 2 ms of 100-octet datagrams at 100,000 packets/s; 1 MiB holds about 10 ms.
 pub const REFLECTOR_RCVBUF: usize = 1 << 20;
 
 /// Log verbosity from -v / -q.
@@ -169,18 +175,42 @@ pub enum Format {
     Twping,
 }
 
+/// One test session as the Control-Client asks for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSpec {
+    pub count: u32,
+    pub schedule: Schedule,
+    /// How long to wait for late replies after the last packet; also the reflector's Timeout
+    /// after Stop-Sessions (RFC 5357 §3.5).
+    pub loss_timeout: Duration,
+    /// None: the size difference of the chosen mode (27 or 64).
+    pub padding: Option<u32>,
+    pub dscp: u8,
+}
+
+impl Default for SessionSpec {
+    fn default() -> Self {
+        SessionSpec {
+            count: DEFAULT_COUNT,
+            schedule: Schedule::Periodic {
+                interval: DEFAULT_INTERVAL,
+            },
+            loss_timeout: DEFAULT_LOSS_TIMEOUT,
+            padding: None,
+            dscp: 0,
+        }
+    }
+}
+
 pub struct ClientConfig {
     /// The host as typed (for resolving and for reports).
     pub host: String,
     pub port: u16,
     pub family: Family,
-    pub count: u32,
-    pub interval: Duration,
-    pub loss_timeout: Duration,
+    /// TCP connect and control-reply timeout.
     pub connect_timeout: Duration,
-    /// None: the size difference of the chosen mode (27 or 64).
-    pub padding: Option<u32>,
-    pub dscp: u8,
+    /// The test sessions to run on one control connection, at the same time (one by default).
+    pub sessions: Vec<SessionSpec>,
     pub auth: Vec<SecurityMode>,
     pub user: Option<String>,
     pub secret: Option<Zeroizing<Vec<u8>>>,
@@ -194,13 +224,58 @@ pub struct ClientConfig {
     pub logging: Logging,
 }
 
+impl Default for ClientConfig {
+    /// One default session against `localhost:862` in the strictest mode the server offers.
+    fn default() -> Self {
+        ClientConfig {
+            host: "localhost".into(),
+            port: DEFAULT_CONTROL_PORT,
+            family: Family::Any,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            sessions: vec![SessionSpec::default()],
+            auth: SecurityMode::STRICTEST_FIRST.to_vec(),
+            user: None,
+            secret: None,
+            max_count: control::client::DEFAULT_MAX_COUNT,
+            format: Format::Text,
+            output: None,
+            header: false,
+            histogram: false,
+            quiet: false,
+            logging: Logging {
+                level: log::LevelFilter::Warn,
+                file: None,
+            },
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The first (or only) session: what single-session defaults and flags refer to.
+    pub fn session(&self) -> &SessionSpec {
+        static DEFAULT: std::sync::OnceLock<SessionSpec> = std::sync::OnceLock::new();
+        self.sessions
+            .first()
+            .unwrap_or_else(|| DEFAULT.get_or_init(SessionSpec::default))
+    }
+
+    /// How long the run is expected to take without control overhead: the longest session's
+    /// sending time plus its loss timeout.
+    pub fn expected_duration(&self) -> Duration {
+        self.sessions
+            .iter()
+            .map(|s| s.schedule.span(s.count) + s.loss_timeout)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConfig")
             .field("host", &self.host)
             .field("port", &self.port)
-            .field("count", &self.count)
-            .field("interval", &self.interval)
+            .field("sessions", &self.sessions)
             .field("auth", &self.auth)
             .field("user", &self.user)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
@@ -457,8 +532,10 @@ impl ClientConfig {
             _ => Family::Any,
         };
         let count = cli.count.unwrap_or(DEFAULT_COUNT);
-        if count == 0 {
-            return Err(Error::Config("-c: at least one packet".into()));
+        if count == 0 || count > MAX_COUNT {
+            return Err(Error::Config(format!(
+                "-c {count}: a session sends 1 to {MAX_COUNT} packets (results are kept per packet)"
+            )));
         }
         let interval = dur(&cli.interval, DEFAULT_INTERVAL, "i")?;
         if interval < MIN_INTERVAL {
@@ -477,35 +554,43 @@ impl ClientConfig {
         // Secrets never come from the command line (they would show in ps): a key file, or
         // the environment.
         let mut user = cli.user.clone();
-        let secret = match &cli.keyfile {
-            Some(p) => {
-                let keys = KeyFile::load(p)?;
-                if user.is_none() {
-                    user = keys.single_identity().map(str::to_string);
-                }
-                match &user {
-                    Some(u) => Some(Zeroizing::new(
-                        keys.get(u)
-                            .ok_or_else(|| {
-                                Error::Config(format!("identity '{u}' not in key file {p}"))
-                            })?
-                            .to_vec(),
-                    )),
-                    None => {
-                        return Err(Error::Config(
-                            "-keyfile holds several identities: choose one with -user".into(),
-                        ))
+        let secret =
+            match &cli.keyfile {
+                Some(p) => {
+                    let keys = KeyFile::load(p)?;
+                    if user.is_none() {
+                        user = keys.single_identity().map(str::to_string);
+                    }
+                    match &user {
+                        Some(u) => Some(Zeroizing::new(
+                            keys.get(u)
+                                .ok_or_else(|| {
+                                    Error::Config(format!("identity '{u}' not in key file {p}"))
+                                })?
+                                .to_vec(),
+                        )),
+                        None => {
+                            return Err(Error::Config(
+                                "-keyfile holds several identities: choose one with -user".into(),
+                            ))
+                        }
                     }
                 }
-            }
-            // The environment's pass-phrase goes with -user only: a TWAMP_PASSPHRASE left in a
-            // shell must not break plain open-mode runs.
-            None if user.is_some() => std::env::var("TWAMP_PASSPHRASE")
-                .ok()
-                .filter(|s| !s.is_empty())
-                .map(|s| Zeroizing::new(s.into_bytes())),
-            None => None,
-        };
+                // The environment's pass-phrase goes with -user. Without -user it would silently
+                // measure in open mode, which is not what whoever set it asked for.
+                None => match std::env::var("TWAMP_PASSPHRASE")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                {
+                    Some(p) if user.is_some() => Some(Zeroizing::new(p.into_bytes())),
+                    Some(_) => return Err(Error::Config(
+                        "TWAMP_PASSPHRASE is set but -user is not: name the identity with -user \
+                         (or unset TWAMP_PASSPHRASE to measure in open mode)"
+                            .into(),
+                    )),
+                    None => None,
+                },
+            };
         let auth = match &cli.auth {
             Some(list) => {
                 control::parse_mode_list(list).map_err(|e| Error::Config(format!("-auth: {e}")))?
@@ -528,16 +613,18 @@ impl ClientConfig {
             host,
             port,
             family,
-            count,
-            interval,
-            loss_timeout: dur(&cli.timeout, DEFAULT_LOSS_TIMEOUT, "timeout")?,
+            sessions: vec![SessionSpec {
+                count,
+                schedule: Schedule::Periodic { interval },
+                loss_timeout: dur(&cli.timeout, DEFAULT_LOSS_TIMEOUT, "timeout")?,
+                padding: cli.padding,
+                dscp,
+            }],
             connect_timeout: dur(
                 &cli.connect_timeout,
                 DEFAULT_CONNECT_TIMEOUT,
                 "connect-timeout",
             )?,
-            padding: cli.padding,
-            dscp,
             auth,
             user,
             secret,

@@ -11,9 +11,14 @@
 //! | RFC 5357 §4.2 | the Session-Reflector | [`reflector`] |
 //! | RFC 5357 §4.1 | the Session-Sender | [`sender`] |
 //!
-//! `wire`, `time`, `control`, `stats` and the core of `reflector` are pure: no sockets, no clock
-//! of their own. `net`, `server`, `client` and the loops in `reflector` and `sender` are the
-//! thin I/O around them.
+//! | RFC 5357 §4.1 | the result of a run, and its exit code | [`report`] |
+//! | — | rendering a report (`-format`) | [`output`] |
+//!
+//! `wire`, `time`, `addr`, `crypto`, `control`, `stats`, `report`, the renderers in `output`
+//! and the cores of `sender` ([`sender::Sender`]) and `reflector` ([`reflector::Reflector`]) are
+//! pure: no sockets, no clock of their own. `net`, `channel`, `server`, `client` and the loops
+//! in `reflector` and `sender` are the thin I/O around them. README.md ("Architecture") says
+//! which module may use which; `tests/architecture.rs` checks it.
 
 pub mod addr;
 pub mod app;
@@ -29,6 +34,7 @@ pub mod logging;
 pub mod net;
 pub mod output;
 pub mod reflector;
+pub mod report;
 pub mod sender;
 pub mod server;
 pub mod stats;

@@ -1,6 +1,7 @@
 //! Log set-up: simplelog to the terminal (stderr) in the foreground, and appended to
-//! `-logfile` when given. Timestamps are local time with an offset (chrono via simplelog's
-//! `time` formatting is avoided: we format with chrono ourselves for RFC 3339 lines).
+//! `-logfile` when given. Log lines carry simplelog's RFC 3339 time stamp, in local time when
+//! the offset can be determined (the `time` crate refuses once a process has several threads)
+//! and in UTC otherwise. Result records are dated by [`now_rfc3339`], with chrono.
 
 use std::fs::OpenOptions;
 

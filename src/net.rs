@@ -190,6 +190,29 @@ pub fn wait_readable(fd: &impl AsFd, timeout: Duration) -> io::Result<bool> {
     }
 }
 
+/// Waits until any of `fds` is readable or `timeout` passes; returns one flag per fd, in order
+/// (all false on timeout or a signal). ppoll, as [`wait_readable`].
+pub fn wait_readable_any<'a, F: AsFd + 'a>(
+    fds: impl IntoIterator<Item = &'a F>,
+    timeout: Duration,
+) -> io::Result<Vec<bool>> {
+    use nix::poll::{ppoll, PollFd, PollFlags};
+    use nix::sys::time::TimeSpec;
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .into_iter()
+        .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN))
+        .collect();
+    match ppoll(&mut pfds, Some(TimeSpec::from_duration(timeout)), None) {
+        Ok(_) => {}
+        Err(nix::errno::Errno::EINTR) => return Ok(vec![false; pfds.len()]),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(pfds
+        .iter()
+        .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+        .collect())
+}
+
 /// Marks outgoing packets with `dscp` (TOS / Traffic Class = DSCP << 2, RFC 2474 §3). On a
 /// dual-stack socket both the IPv6 and the IPv4 option are set, so v4-mapped traffic is
 /// marked too.

@@ -92,8 +92,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
-
 use crate::time::{ErrorEstimate, Timestamp};
 
 /// A test packet the Session-Sender sent (RFC 5357 §4.1.2).
@@ -135,7 +133,7 @@ pub struct Reply {
 }
 
 /// Distribution of a delay (seconds). Percentile and median definitions: see the module docs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DelayStats {
     /// Number of values.
     pub count: u64,
@@ -150,7 +148,7 @@ pub struct DelayStats {
 }
 
 /// Reordering of one stream (RFC 4737 §4.1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Reordering {
     /// Packets considered: distinct packets received, duplicates left out.
     pub packets: u64,
@@ -161,7 +159,7 @@ pub struct Reordering {
 }
 
 /// Inter-packet delay variation (RFC 3393, RFC 5481 §4.1), seconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Ipdv {
     /// Number of IPDV values (pairs of consecutive packets both received).
     pub count: u64,
@@ -178,7 +176,7 @@ pub struct Ipdv {
 }
 
 /// Packet delay variation D(i) − D(min) (RFC 5481 §4.2), seconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pdv {
     pub median: f64,
     pub p95: f64,
@@ -188,7 +186,7 @@ pub struct Pdv {
 }
 
 /// Every delay-variation figure for one direction, each named by its standard.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct DelayVariation {
     /// RFC 3393 / RFC 5481 §4.1 IPDV; `None` without a pair of consecutive received packets.
     pub ipdv: Option<Ipdv>,
@@ -201,7 +199,7 @@ pub struct DelayVariation {
 }
 
 /// Hop counts seen in one direction (255 − TTL).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Hops {
     pub min: u8,
     pub max: u8,
@@ -211,7 +209,7 @@ pub struct Hops {
 }
 
 /// Everything measured in one test session. Times in seconds; definitions in the module docs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     /// Distinct sequence numbers sent.
     pub sent: u64,
@@ -822,6 +820,150 @@ pub fn per_packet(sent: &[Sent], replies: &[Reply]) -> Vec<PacketResult> {
         .collect()
 }
 
+/// Something wrong with the reflector's timestamps or SID beyond unsynchronised clocks: each
+/// makes its one-way figures (or more) meaningless, and says why.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerProblem {
+    /// The SID is all zeros (RFC 4656 §3.5: the Server makes it from its address, the time and
+    /// random octets; zero means it never did).
+    ZeroSid,
+    /// The Receive Timestamp (T2) or the Timestamp (T3) is zero in `count` reflections.
+    ZeroTimestamps { count: u64 },
+    /// T3 is before T2 in `count` reflections: the reflector says it sent before it received.
+    TransmitBeforeReceive { count: u64 },
+    /// T3 − T2 exceeds our whole T4 − T1 in `count` reflections: the processing time the
+    /// reflector claims is longer than the round trip we timed.
+    ProcessingExceedsRoundTrip { count: u64 },
+    /// One-way delays in one direction spread over `spread` seconds while no round trip took
+    /// longer than `max_round_trip` (plus clock drift): a one-way delay cannot vary by more
+    /// than a whole round trip, so T2 or T3 do not come from one steady clock.
+    OneWaySpread {
+        forward: bool,
+        spread: f64,
+        max_round_trip: f64,
+    },
+    /// An Error Estimate with Multiplier 0 in `count` reflections (RFC 4656 §4.1.2: it "MUST
+    /// NOT be zero").
+    ZeroMultiplier { count: u64 },
+}
+
+impl PeerProblem {
+    /// A short machine-readable name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerProblem::ZeroSid => "zero-sid",
+            PeerProblem::ZeroTimestamps { .. } => "zero-timestamps",
+            PeerProblem::TransmitBeforeReceive { .. } => "transmit-before-receive",
+            PeerProblem::ProcessingExceedsRoundTrip { .. } => "processing-exceeds-round-trip",
+            PeerProblem::OneWaySpread { .. } => "one-way-spread",
+            PeerProblem::ZeroMultiplier { .. } => "zero-error-multiplier",
+        }
+    }
+}
+
+impl std::fmt::Display for PeerProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerProblem::ZeroSid => write!(f, "the server sent an all-zero SID (RFC 4656 §3.5)"),
+            PeerProblem::ZeroTimestamps { count } => {
+                write!(f, "{count} reflections carry a zero T2 or T3 timestamp")
+            }
+            PeerProblem::TransmitBeforeReceive { count } => write!(
+                f,
+                "in {count} reflections the reflector's send time (T3) is before its receive time (T2)"
+            ),
+            PeerProblem::ProcessingExceedsRoundTrip { count } => write!(
+                f,
+                "in {count} reflections the reflector's processing time (T3-T2) is longer than the whole round trip"
+            ),
+            PeerProblem::OneWaySpread {
+                forward,
+                spread,
+                max_round_trip,
+            } => write!(
+                f,
+                "{} delays vary by {:.3} ms although no round trip took over {:.3} ms: the reflector's {} timestamps do not follow one clock",
+                if *forward { "forward" } else { "backward" },
+                spread * 1e3,
+                max_round_trip * 1e3,
+                if *forward { "receive (T2)" } else { "send (T3)" },
+            ),
+            PeerProblem::ZeroMultiplier { count } => write!(
+                f,
+                "{count} reflections carry an Error Estimate with Multiplier 0 (RFC 4656 §4.1.2)"
+            ),
+        }
+    }
+}
+
+/// Clock drift we allow between the two clocks when checking one-way spreads: 500 ppm, the
+/// most an undisciplined crystal is specified to drift.
+const MAX_DRIFT: f64 = 500e-6;
+
+/// Checks the first reflection of every packet for timestamps no honest reflector sends.
+/// Pure; never panics.
+pub fn peer_problems(sent: &[Sent], replies: &[Reply]) -> Vec<PeerProblem> {
+    let per = per_packet(sent, replies);
+    let mut out = Vec::new();
+    let received: Vec<(&PacketResult, &Reply)> = per
+        .iter()
+        .filter_map(|p| p.reply.as_ref().map(|r| (p, r)))
+        .collect();
+    let count = |f: &dyn Fn(&PacketResult, &Reply) -> bool| {
+        received.iter().filter(|(p, r)| f(p, r)).count() as u64
+    };
+    let zero = count(&|_, r| r.t2.0 == 0 || r.t3.0 == 0);
+    if zero > 0 {
+        out.push(PeerProblem::ZeroTimestamps { count: zero });
+    }
+    let backwards = count(&|_, r| r.t3 < r.t2);
+    if backwards > 0 {
+        out.push(PeerProblem::TransmitBeforeReceive { count: backwards });
+    }
+    let total = |p: &PacketResult, r: &Reply| secs(r.t4.diff_nanos(p.t1));
+    let too_long = count(&|p, r| p.proc.is_some_and(|proc| proc > total(p, r) && proc > 0.0));
+    if too_long > 0 {
+        out.push(PeerProblem::ProcessingExceedsRoundTrip { count: too_long });
+    }
+    let max_round_trip = received
+        .iter()
+        .map(|(p, r)| total(p, r))
+        .fold(0.0f64, f64::max);
+    let span = match (per.first(), per.last()) {
+        (Some(a), Some(b)) => secs(b.t1.diff_nanos(a.t1)).abs(),
+        _ => 0.0,
+    };
+    // A one-way delay lies between 0 and the round trip, so its spread cannot exceed the
+    // longest round trip, plus what the clocks can drift apart over the run and a millisecond
+    // for the timestamps' own error.
+    let allowed = max_round_trip + MAX_DRIFT * span + 1e-3;
+    for (forward, f) in [
+        (
+            true,
+            (|p: &PacketResult| p.fwd) as fn(&PacketResult) -> Option<f64>,
+        ),
+        (false, |p: &PacketResult| p.bck),
+    ] {
+        let v: Vec<f64> = received.iter().filter_map(|(p, _)| f(p)).collect();
+        let (lo, hi) = (
+            v.iter().copied().fold(f64::INFINITY, f64::min),
+            v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        );
+        if v.len() >= 2 && hi - lo > allowed {
+            out.push(PeerProblem::OneWaySpread {
+                forward,
+                spread: hi - lo,
+                max_round_trip,
+            });
+        }
+    }
+    let zero_mult = count(&|_, r| r.t2_err.multiplier() == 0 || r.t3_err.multiplier() == 0);
+    if zero_mult > 0 {
+        out.push(PeerProblem::ZeroMultiplier { count: zero_mult });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1389,19 +1531,80 @@ mod tests {
         assert!(histogram(&[1e300], 1e-300).is_empty()); // v / width overflows f64
     }
 
-    // ---- serialisation -----------------------------------------------------------------
+    // ---- the peer's timestamps ---------------------------------------------------------
 
     #[test]
-    fn summary_serializes_to_json() {
-        let (s, r) = delays_10_12_11_15();
-        let json = serde_json::to_value(summarize(&s, &r)).unwrap();
-        assert_eq!(json["sent"], 4);
-        assert_eq!(json["rtt"]["count"], 4);
-        assert!(json["forward_variation"]["ipdv"]["p95_abs"].is_f64());
-        assert_eq!(json["hops_forward"]["counts"][0][0], 0);
-        let empty = serde_json::to_value(summarize(&[], &[])).unwrap();
-        assert!(empty["rtt"].is_null());
-        assert_eq!(empty["loss_ratio"], 0.0);
+    fn honest_reflections_have_no_problems() {
+        let s = sent_all(10);
+        let r: Vec<Reply> = s
+            .iter()
+            .enumerate()
+            .map(|(i, p)| reply(p, i as u32, MS + i as i64 * 1000, 20_000, MS))
+            .collect();
+        assert_eq!(peer_problems(&s, &r), vec![]);
+        // An unsynchronised but steady reflector clock 700 ms off is not a problem either.
+        let off: Vec<Reply> = s
+            .iter()
+            .enumerate()
+            .map(|(i, p)| reply(p, i as u32, 700 * MS, 20_000, -700 * MS + 2 * MS))
+            .collect();
+        assert_eq!(peer_problems(&s, &off), vec![]);
+    }
+
+    #[test]
+    fn one_way_delays_jumping_700_ms_are_named() {
+        // twamp-rs-like: T2 jumps by ±700 ms from packet to packet while round trips are 2 ms.
+        let s = sent_all(6);
+        let r: Vec<Reply> = s
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let jump = if i % 2 == 0 { 700 * MS } else { -700 * MS };
+                reply(p, i as u32, jump, 0, 2 * MS - jump)
+            })
+            .collect();
+        let problems = peer_problems(&s, &r);
+        assert!(
+            problems.iter().any(|p| matches!(p, PeerProblem::OneWaySpread { forward: true, spread, .. } if (*spread - 1.4).abs() < 1e-6)),
+            "{problems:?}"
+        );
+        assert!(problems
+            .iter()
+            .any(|p| matches!(p, PeerProblem::OneWaySpread { forward: false, .. })));
+        let text = problems[0].to_string();
+        assert!(
+            text.contains("forward delays vary by 1400.000 ms"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn impossible_reflector_timestamps_are_named() {
+        let s = sent_all(3);
+        let mut r = vec![
+            reply(&s[0], 0, MS, -5 * MS, 10 * MS),  // T3 before T2
+            reply(&s[1], 1, MS, 50 * MS, -48 * MS), // processing 50 ms in a 3 ms round trip
+            reply(&s[2], 2, MS, 0, MS),
+        ];
+        r[2].t2 = Timestamp(0);
+        r[2].t3_err = ErrorEstimate(0x8100);
+        let p = peer_problems(&s, &r);
+        assert!(
+            p.contains(&PeerProblem::TransmitBeforeReceive { count: 1 }),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(&PeerProblem::ProcessingExceedsRoundTrip { count: 1 }),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(&PeerProblem::ZeroTimestamps { count: 1 }),
+            "{p:?}"
+        );
+        assert!(
+            p.contains(&PeerProblem::ZeroMultiplier { count: 1 }),
+            "{p:?}"
+        );
     }
 
     // ---- no panics, consistent order statistics ----------------------------------------
@@ -1588,7 +1791,6 @@ mod tests {
             if sum.one_way_valid {
                 assert!(sum.sync && sum.forward.as_ref().is_some_and(|f| f.min >= 0.0));
             }
-            assert!(serde_json::to_string(&sum).is_ok(), "{ctx}");
 
             let packets = per_packet(&sent, &replies);
             assert_eq!(packets.len() as u64, sum.sent, "{ctx}");

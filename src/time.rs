@@ -298,6 +298,13 @@ impl FakeClock {
     pub fn set(&self, t: Timestamp) {
         self.now.store(t.0, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Moves the clock forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        let step = Timestamp::from_duration(d).0;
+        self.now
+            .fetch_add(step, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Clock for FakeClock {

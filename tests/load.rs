@@ -19,8 +19,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use twamp::client;
-use twamp::config::{ClientConfig, Family, Format, Logging};
+use twamp::config::{ClientConfig, Family, Format, Logging, SessionSpec};
 use twamp::control::SecurityMode;
+use twamp::sender::Schedule;
 use twamp::time::SystemClock;
 
 const BIN: &str = env!("CARGO_BIN_EXE_twamp");
@@ -142,30 +143,26 @@ struct Sample {
     rss_kib: u64,
 }
 
-fn client_config(port: u16) -> ClientConfig {
+fn client_config(port: u16, count: u32) -> ClientConfig {
     ClientConfig {
         host: "127.0.0.1".into(),
         port,
         family: Family::V4,
-        count: COUNT,
-        interval: INTERVAL,
-        loss_timeout: LOSS_TIMEOUT,
         connect_timeout: Duration::from_secs(10),
-        padding: None,
-        dscp: 0,
+        sessions: vec![SessionSpec {
+            count,
+            schedule: Schedule::Periodic { interval: INTERVAL },
+            loss_timeout: LOSS_TIMEOUT,
+            ..SessionSpec::default()
+        }],
         auth: vec![SecurityMode::Open],
-        user: None,
-        secret: None,
-        max_count: twamp::control::client::DEFAULT_MAX_COUNT,
         format: Format::Json,
-        output: None,
-        header: false,
-        histogram: false,
         quiet: true,
         logging: Logging {
             level: log::LevelFilter::Off,
             file: None,
         },
+        ..ClientConfig::default()
     }
 }
 
@@ -198,8 +195,7 @@ fn wave(port: u16, count: u32) -> Wave {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
             let (stop, gate) = (stop.clone(), gate.clone());
-            let mut cfg = client_config(port);
-            cfg.count = count;
+            let cfg = client_config(port, count);
             thread::Builder::new()
                 .name(format!("client-{i}"))
                 .spawn(move || {
@@ -218,16 +214,16 @@ fn wave(port: u16, count: u32) -> Wave {
         took: Duration::ZERO,
     };
     for (i, c) in clients.into_iter().enumerate() {
-        match c.join().expect("client thread panicked") {
-            Ok(m) => {
-                let s = twamp::stats::summarize(&m.outcome.sent, &m.outcome.replies);
-                w.sent += s.sent;
-                w.lost += s.lost;
-                w.worst = w.worst.max((s.lost, i));
+        let r = c.join().expect("client thread panicked");
+        match &r.error {
+            None => {
+                for s in r.sessions.iter().map(|s| &s.summary) {
+                    w.sent += s.sent;
+                    w.lost += s.lost;
+                    w.worst = w.worst.max((s.lost, i));
+                }
             }
-            Err(f) => w
-                .failures
-                .push(format!("client {i}: {} ({})", f.error, f.error.kind())),
+            Some(e) => w.failures.push(format!("client {i}: {e} ({})", e.kind())),
         }
     }
     w.took = started.elapsed();

@@ -17,11 +17,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{server_config, wait_until, RawClient, TestServer};
-use twamp::client::{Failure, Measurement};
-use twamp::config::{ClientConfig, Family, Format, KeyFile, Logging};
+use twamp::config::{ClientConfig, KeyFile, SessionSpec};
 use twamp::control::SecurityMode;
 use twamp::crypto::{self, ControlCipher, SessionKeys, TestCipher, TestKeys};
 use twamp::error::{exit, Error};
+use twamp::report::Report;
+use twamp::sender::Schedule;
 use twamp::time::{ErrorEstimate, SystemClock, Timestamp};
 use twamp::wire::{
     Accept, AcceptSession, Modes, ReflectorPacket, RequestTwSession, SenderPacket, ServerGreeting,
@@ -81,38 +82,51 @@ fn client_config(
     ClientConfig {
         host: server.ip().to_string(),
         port: server.port(),
-        family: Family::Any,
-        count,
-        interval,
-        loss_timeout: Duration::from_millis(300),
         connect_timeout: Duration::from_secs(3),
-        padding: None,
-        dscp: 0,
+        sessions: vec![SessionSpec {
+            count,
+            schedule: Schedule::Periodic { interval },
+            loss_timeout: Duration::from_millis(300),
+            ..SessionSpec::default()
+        }],
         auth: auth.to_vec(),
         user: key.map(|(u, _)| u.to_string()),
         secret: key.map(|(_, s)| zeroize::Zeroizing::new(s.to_vec())),
-        max_count: twamp::control::client::DEFAULT_MAX_COUNT,
-        format: Format::Text,
-        output: None,
-        header: false,
-        histogram: false,
         quiet: true,
-        logging: Logging {
-            level: log::LevelFilter::Warn,
-            file: None,
-        },
+        ..ClientConfig::default()
     }
 }
 
-fn run_client(cfg: &ClientConfig) -> Result<Measurement, Failure> {
-    twamp::client::run(cfg, &SystemClock::new(), &AtomicBool::new(false), |_| {})
+/// What a successful in-process run measured.
+struct Measured {
+    mode: SecurityMode,
+    server: SocketAddr,
+    outcome: twamp::sender::Outcome,
+}
+
+fn run_client(cfg: &ClientConfig) -> Result<Measured, Error> {
+    let Report {
+        error,
+        mode,
+        server,
+        mut sessions,
+        ..
+    } = twamp::client::run(cfg, &SystemClock::new(), &AtomicBool::new(false), |_| {});
+    match error {
+        Some(e) => Err(e),
+        None => Ok(Measured {
+            mode: mode.expect("a measured run has a mode"),
+            server: server.expect("a measured run has a server"),
+            outcome: sessions.remove(0).outcome,
+        }),
+    }
 }
 
 /// The run's error, or a panic naming the mode it measured in.
-fn expect_failure(r: Result<Measurement, Failure>) -> Error {
+fn expect_failure(r: Result<Measured, Error>) -> Error {
     match r {
         Ok(m) => panic!("the run succeeded in mode {}", m.mode),
-        Err(f) => f.error,
+        Err(e) => e,
     }
 }
 
@@ -411,7 +425,7 @@ fn client_and_server_measure_without_loss_in_all_four_modes_over_ipv4_and_ipv6()
                 20,
                 Duration::from_millis(5),
             );
-            let m = run_client(&cfg).unwrap_or_else(|f| panic!("{mode} over {host}: {}", f.error));
+            let m = run_client(&cfg).unwrap_or_else(|f| panic!("{mode} over {host}: {f}"));
             assert_eq!(m.mode, mode, "over {host}");
             assert_eq!(m.server.ip(), addr.ip(), "{mode}");
             assert_eq!(m.outcome.sent.len(), 20, "{mode} over {host}: sent");
@@ -432,7 +446,7 @@ fn client_and_server_measure_without_loss_in_all_four_modes_over_ipv4_and_ipv6()
 // 2. The default mode choice (client -auth not given: strictest first)
 // ---------------------------------------------------------------------------------------------
 
-fn default_run(modes: Modes, key: Option<(&str, &[u8])>) -> Result<Measurement, Failure> {
+fn default_run(modes: Modes, key: Option<(&str, &[u8])>) -> Result<Measured, Error> {
     let srv = secure_server("127.0.0.1:0", modes);
     let cfg = client_config(
         srv.addr,

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use relay::{Impairment, Relay};
 use twamp::reflector::{self, Context, Counters, Handle, Reflector};
-use twamp::sender::{self, Outcome, Plan};
+use twamp::sender::{self, Outcome, Plan, Schedule, Sender};
 use twamp::stats::{self, Summary};
 use twamp::time::SystemClock;
 use twamp::wire::{Sid, TestLayout};
@@ -117,7 +117,7 @@ fn run(fwd: Impairment, bck: Impairment) -> Run {
     let sock = twamp::net::udp_socket(SocketAddr::new(loopback(), 0), 1 << 20).expect("sender");
     let plan = Plan {
         count: COUNT,
-        interval: INTERVAL,
+        schedule: Schedule::Periodic { interval: INTERVAL },
         loss_timeout: LOSS_TIMEOUT,
         padding: PADDING,
         layout: TestLayout::OPEN,
@@ -125,18 +125,16 @@ fn run(fwd: Impairment, bck: Impairment) -> Run {
     };
     let stop = AtomicBool::new(false);
     let started = Instant::now();
-    let (outcome, result) = sender::run(
-        &sock,
-        relay.addr,
-        &plan,
-        &SystemClock::new(),
-        &stop,
-        |_| {},
-        || Ok(()),
-    );
+    let mut sessions = [sender::Session::new(
+        Sender::new(plan, relay.addr, started),
+        sock,
+    )];
+    let result = sender::run(&mut sessions, &SystemClock::new(), &stop, |_| {}, || Ok(()));
     if let Err(e) = result {
         panic!("sender::run: {e}");
     }
+    let [session] = sessions;
+    let outcome = session.sender.into_outcome();
     let took = started.elapsed();
     assert!(
         took < Duration::from_secs(3),
