@@ -706,5 +706,33 @@ mod tests {
         ];
         assert_eq!(once, want.map(OsString::from).to_vec());
         assert_eq!(normalize_args(once.clone()), once);
+
+        // Every pair of these words: the rewrite is idempotent (the fuzz target's property)
+        // and parsing never panics.
+        let words = [
+            "-c",
+            "-1",
+            "-daemon",
+            "-4",
+            "--",
+            "-mode",
+            "-bogus",
+            "-vv",
+            "-c10",
+            "-daemon=-1",
+            "-user",
+            "-i",
+            "-",
+            "--port",
+            "-6c",
+        ];
+        for a in words {
+            for b in words {
+                let args = ["twamp", a, b].map(OsString::from).to_vec();
+                let once = normalize_args(args.clone());
+                assert_eq!(normalize_args(once.clone()), once, "{a} {b}");
+                let _ = Cli::try_from_args(args).map_err(|e| e.to_string());
+            }
+        }
     }
 }
