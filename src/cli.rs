@@ -427,9 +427,6 @@ impl Argv {
                 "unexpected argument '{flag}' found{}",
                 tip("argument", ContextKind::SuggestedArg)
             ),
-            (ErrorKind::TooManyValues, Some(flag), Some(value)) => {
-                format!("{flag}: unexpected second value '{value}'")
-            }
             (ErrorKind::ArgumentConflict, Some(flag), _) => {
                 match text(ContextKind::PriorArg).map(|p| self.typed(cmd, &p)) {
                     Some(prior) if prior != flag => format!("{flag} cannot be used with {prior}"),
