@@ -3,8 +3,11 @@
 //! [`Cli`]: `config` turns it into a validated configuration once.
 
 use std::ffi::OsString;
+use std::fmt::Display;
+use std::str::FromStr;
 
-use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
@@ -34,6 +37,30 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// A value parser for whole numbers from `lo` to `hi` whose error says so in words:
+/// `'-1' is not a packet count (a whole number from 1 to 4294967295)`.
+fn whole<T>(
+    what: &'static str,
+    lo: T,
+    hi: T,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + PartialOrd + Display + Copy + Send + Sync + 'static,
+{
+    move |s: &str| {
+        s.parse::<T>()
+            .ok()
+            .filter(|v| (lo..=hi).contains(v))
+            .ok_or_else(|| format!("'{s}' is not {what} (a whole number from {lo} to {hi})"))
+    }
+}
+
+/// Checks a duration's syntax here, so its error names the flag as typed; `config` converts
+/// the text (and checks what a duration may be for each flag).
+fn duration(s: &str) -> Result<String, String> {
+    crate::config::parse_duration(s).map(|_| s.to_string())
+}
+
 /// TWAMP (RFC 5357) server and client: round-trip and one-way delay, loss, jitter,
 /// reordering and duplicates between two hosts.
 #[derive(Debug, Parser)]
@@ -59,26 +86,27 @@ pub struct Cli {
         short = 'c',
         long = "count",
         value_name = "COUNT",
+        value_parser = whole("a packet count", 1u32, u32::MAX),
         help_heading = "Client"
     )]
     pub count: Option<u32>,
 
     /// Client: interval between test packets (e.g. 100ms, 0.5s, 1s; a bare number is seconds).
-    #[arg(short = 'i', long, value_name = "INTERVAL", help_heading = "Client")]
+    #[arg(short = 'i', long, value_name = "INTERVAL", value_parser = duration, help_heading = "Client")]
     pub interval: Option<String>,
 
     /// Client: how long to wait for late replies after the last packet before counting the rest
     /// as lost; also the reflector's Timeout after Stop-Sessions.
-    #[arg(long, value_name = "DURATION", help_heading = "Client")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Client")]
     pub timeout: Option<String>,
 
     /// Client: padding octets after the test packet base (default: 27 open/mixed, 64
     /// authenticated/encrypted, so both directions carry equal sizes).
-    #[arg(long, value_name = "OCTETS", help_heading = "Client")]
+    #[arg(long, value_name = "OCTETS", value_parser = whole("a number of octets", 0u32, u32::MAX), help_heading = "Client")]
     pub padding: Option<u32>,
 
     /// Client: DSCP (0-63) for test packets, also sent in the Type-P Descriptor.
-    #[arg(long, value_name = "DSCP", value_parser = clap::value_parser!(u8).range(0..=63), help_heading = "Client")]
+    #[arg(long, value_name = "DSCP", value_parser = whole("a DSCP", 0u8, 63), help_heading = "Client")]
     pub dscp: Option<u8>,
 
     /// Client: security modes acceptable, in order of preference (comma list of open,
@@ -92,7 +120,7 @@ pub struct Cli {
     pub user: Option<String>,
 
     /// Client: largest Server-Greeting Count (PBKDF2 iterations) accepted.
-    #[arg(long, value_name = "N", help_heading = "Client")]
+    #[arg(long, value_name = "N", value_parser = whole("an iteration count", 0u32, u32::MAX), help_heading = "Client")]
     pub max_count: Option<u32>,
 
     /// Client: output format.
@@ -112,7 +140,7 @@ pub struct Cli {
     pub histogram: Option<bool>,
 
     /// Client: TCP connect and control-message timeout.
-    #[arg(long, value_name = "DURATION", help_heading = "Client")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Client")]
     pub connect_timeout: Option<String>,
 
     // ---- server ----
@@ -130,11 +158,11 @@ pub struct Cli {
 
     /// Server: REFWAIT, how long a Session-Reflector waits for test packets before ending the
     /// session (RFC 5357 §4.2).
-    #[arg(long, value_name = "DURATION", help_heading = "Server")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Server")]
     pub refwait: Option<String>,
 
     /// Server: SERVWAIT, how long an idle control connection is kept (RFC 5357 §3.1).
-    #[arg(long, value_name = "DURATION", help_heading = "Server")]
+    #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Server")]
     pub servwait: Option<String>,
 
     /// Server: UDP port range LO-HI for Session-Reflectors when the requested port is taken
@@ -148,21 +176,21 @@ pub struct Cli {
     pub modes: Option<String>,
 
     /// Server: PBKDF2 iteration Count sent in the Server-Greeting (power of two, >= 1024).
-    #[arg(long, value_name = "N", help_heading = "Server")]
+    #[arg(long, value_name = "N", value_parser = whole("an iteration count", 0u32, u32::MAX), help_heading = "Server")]
     pub pbkdf2_count: Option<u32>,
 
     /// Server: control connections served at once; past it new ones get a greeting with
     /// Modes 0 and are closed.
-    #[arg(long, value_name = "N", help_heading = "Server")]
+    #[arg(long, value_name = "N", value_parser = whole("a number of connections", 0usize, usize::MAX), help_heading = "Server")]
     pub max_connections: Option<usize>,
 
     /// Server: control connections served at once from one client address.
-    #[arg(long, value_name = "N", help_heading = "Server")]
+    #[arg(long, value_name = "N", value_parser = whole("a number of connections", 0usize, usize::MAX), help_heading = "Server")]
     pub max_connections_per_client: Option<usize>,
 
     // ---- both ----
     /// TCP port of TWAMP-Control (default 862).
-    #[arg(long, value_name = "PORT")]
+    #[arg(long, value_name = "PORT", value_parser = whole("a port number", 1u16, u16::MAX))]
     pub port: Option<u16>,
 
     /// Use IPv4 only.
@@ -191,22 +219,39 @@ pub struct Cli {
     pub quiet: bool,
 }
 
-/// Long flag names, for the Go-style rewrite below.
-fn long_flags() -> Vec<String> {
-    let cmd = Cli::command();
-    let mut v: Vec<String> = cmd
-        .get_arguments()
-        .filter_map(|a| a.get_long().map(str::to_string))
-        .collect();
-    v.extend(["help".to_string(), "version".to_string()]);
-    v
+/// clap's command for [`Cli`], built (so `-h`/`-help` and `-V`/`-version` are in it), with
+/// every flag that takes a value taking the next word even when it starts with '-', as Go's
+/// flag package does: `-c -1` is then "-c: '-1' is not a packet count", not an unexpected
+/// argument '-1'. Flags whose value is optional (`-daemon [BOOL]`) keep clap's rule, so
+/// `-daemon -v` stays two flags.
+fn command() -> Command {
+    let mut cmd = Cli::command().mut_args(|a| {
+        let takes = takes_value(&a);
+        a.allow_hyphen_values(takes)
+    });
+    cmd.build();
+    cmd
+}
+
+/// Whether `arg` always takes a value (`-c N`), as opposed to a switch (`-4`, `-v`) or an
+/// optional value (`-daemon [BOOL]`).
+fn takes_value(arg: &Arg) -> bool {
+    arg.get_action().takes_values() && arg.get_num_args().is_none_or(|n| n.min_values() > 0)
+}
+
+fn find_long<'a>(cmd: &'a Command, name: &str) -> Option<&'a Arg> {
+    cmd.get_arguments().find(|a| a.get_long() == Some(name))
+}
+
+fn find_short(cmd: &Command, c: char) -> Option<&Arg> {
+    cmd.get_arguments().find(|a| a.get_short() == Some(c))
 }
 
 /// Whether a single-dash word is a Go-style long flag rather than clustered short flags
 /// (`-vv`, `-c10`, `-4`). Unknown words are treated as long flags too, so a typo is reported as
-/// `--bogus` rather than as a bundle of short flags.
-fn is_go_long(name: &str, longs: &[String]) -> bool {
-    if longs.iter().any(|l| l == name) {
+/// the one flag `-bogus` rather than as a bundle of short flags.
+fn is_go_long(name: &str, cmd: &Command) -> bool {
+    if find_long(cmd, name).is_some() {
         return true;
     }
     let shorts_only = name.chars().all(|c| matches!(c, 'v' | 'q' | '4' | '6'));
@@ -218,38 +263,225 @@ fn is_go_long(name: &str, longs: &[String]) -> bool {
     !(shorts_only || short_with_value || name.starts_with(|c: char| c.is_ascii_digit()))
 }
 
-/// Rewrites Go-style single-dash long flags (`-mode`, `-mode=server`) into clap's `--mode`.
-/// Short flags (`-c`, `-i`, `-4`, `-v`, `-vv`) and negative numbers are left alone.
-pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
-    let longs = long_flags();
-    let mut out = Vec::new();
-    for (i, a) in args.into_iter().enumerate() {
-        if i > 0 {
-            if let Some(s) = a.to_str() {
-                if let Some(rest) = s.strip_prefix('-') {
-                    let name = rest.split('=').next().unwrap_or("");
-                    if !rest.starts_with('-') && name.len() > 1 && is_go_long(name, &longs) {
-                        out.push(OsString::from(format!("-{s}")));
-                        continue;
+/// Whether `word` reads as a negative number (`-1`, `-0.5s`) rather than short flags (`-4`).
+fn is_negative_number(word: &str, cmd: &Command) -> bool {
+    word.strip_prefix('-').is_some_and(|rest| {
+        rest.starts_with(|c: char| c.is_ascii_digit())
+            && !rest.chars().all(|c| find_short(cmd, c).is_some())
+    })
+}
+
+/// The argument list as clap gets it, and the flags as the user typed them (for messages).
+struct Argv {
+    /// Go-style long flags rewritten to clap's `--name`; everything else as typed.
+    args: Vec<OsString>,
+    /// Each flag as typed, without any `=value` (`-count`, `-c`, `--count`, `-bogus`), and
+    /// the id of the argument it names, if it names one.
+    flags: Vec<(String, Option<String>)>,
+}
+
+impl Argv {
+    /// Rewrites `-mode`, `-mode=server` into `--mode`, `--mode=server`. Short flags (`-c`,
+    /// `-i`, `-4`, `-vv`, `-c10`) are left alone, and so is the word after a flag that takes a
+    /// value, whatever it looks like (`-user -bob`, `-c -1`).
+    fn new(args: impl IntoIterator<Item = OsString>, cmd: &Command) -> Argv {
+        let mut argv = Argv {
+            args: Vec::new(),
+            flags: Vec::new(),
+        };
+        let mut value_next = false;
+        let mut optional_next = false;
+        let mut flags_done = false;
+        for (i, a) in args.into_iter().enumerate() {
+            let is_value = std::mem::take(&mut value_next);
+            let maybe_value = std::mem::take(&mut optional_next);
+            let s = match a.to_str() {
+                Some(s) if i > 0 && !is_value && !flags_done => s,
+                _ => {
+                    argv.args.push(a);
+                    continue;
+                }
+            };
+            if maybe_value && is_negative_number(s, cmd) {
+                // `-daemon -1`: a value for the optional-value flag just before, not a flag;
+                // joined as `--daemon=-1` so that clap says what is wrong with it.
+                if let Some(prev) = argv.args.last_mut() {
+                    prev.push("=");
+                    prev.push(s);
+                }
+                continue;
+            }
+            flags_done = s == "--";
+            let (flag, attached) = match s.split_once('=') {
+                Some((flag, _)) => (flag, true),
+                None => (s, false),
+            };
+            let id = |arg: Option<&Arg>| arg.map(|a| a.get_id().to_string());
+            let mut after = |arg: Option<&Arg>| {
+                value_next = !attached && arg.is_some_and(takes_value);
+                optional_next = !attached && arg.is_some_and(|a| a.get_action().takes_values());
+            };
+            if let Some(long) = flag.strip_prefix("--").filter(|l| !l.is_empty()) {
+                let arg = find_long(cmd, long);
+                after(arg);
+                argv.flags.push((flag.to_string(), id(arg)));
+            } else if let Some(name) = flag.strip_prefix('-').filter(|n| !n.is_empty()) {
+                if name.len() > 1 && is_go_long(name, cmd) {
+                    let arg = find_long(cmd, name);
+                    after(arg);
+                    argv.flags.push((flag.to_string(), id(arg)));
+                    argv.args.push(OsString::from(format!("-{s}")));
+                    continue;
+                }
+                // A cluster of short flags; the first that takes a value ends it, with the
+                // value attached (`-c10`) or in the next word (`-c`).
+                for (at, c) in name.char_indices() {
+                    let Some(arg) = find_short(cmd, c) else { break };
+                    argv.flags.push((format!("-{c}"), id(Some(arg))));
+                    if takes_value(arg) {
+                        value_next = !attached && at + c.len_utf8() == name.len();
+                        break;
                     }
                 }
             }
+            argv.args.push(a);
         }
-        out.push(a);
+        argv
     }
-    out
+
+    /// The flag as the user typed it, for an argument as clap shows it in an error
+    /// (`--count <COUNT>`, `-4`, `--bogus`).
+    fn typed(&self, cmd: &Command, shown: &str) -> String {
+        let word = shown.split(' ').next().unwrap_or(shown);
+        let word = word.split('=').next().unwrap_or(word);
+        let arg = match word.strip_prefix("--") {
+            Some(long) => find_long(cmd, long),
+            None => word
+                .strip_prefix('-')
+                .and_then(|s| s.chars().next())
+                .and_then(|c| find_short(cmd, c)),
+        };
+        let Some(arg) = arg else {
+            // Not a flag of ours: echo the word the user typed (`-bogus`, not `--bogus`).
+            return self
+                .flags
+                .iter()
+                .find(|(typed, _)| format!("-{typed}") == word || typed == word)
+                .map_or_else(|| word.to_string(), |(typed, _)| typed.clone());
+        };
+        self.flags
+            .iter()
+            .find(|(_, id)| id.as_deref() == Some(arg.get_id().as_str()))
+            .map_or_else(|| go_style(arg), |(typed, _)| typed.clone())
+    }
+
+    /// Rewrites clap's error so it names each flag as the user typed it and says what a value
+    /// must be in words. Help and version requests, and kinds not rewritten, pass through.
+    fn explain(&self, e: clap::Error, cmd: &mut Command) -> clap::Error {
+        let text = |k: ContextKind| match e.get(k) {
+            Some(ContextValue::String(s)) => Some(s.clone()),
+            Some(ContextValue::Strings(v)) => v.first().cloned(),
+            _ => None,
+        };
+        let arg = text(ContextKind::InvalidArg);
+        let flag = arg.as_deref().map(|a| self.typed(cmd, a));
+        let value = text(ContextKind::InvalidValue);
+        let value_name = |flag: &str| {
+            let arg = arg.as_deref().unwrap_or("");
+            match arg.split_once(' ') {
+                Some((_, v)) => format!("{flag} {}", v.trim_matches(['<', '>', '[', ']'])),
+                None => flag.to_string(),
+            }
+        };
+        let tip = |kind: &str, k: ContextKind| {
+            text(k).map_or_else(String::new, |s| {
+                let s = if kind == "argument" {
+                    self.typed(cmd, &s)
+                } else {
+                    s
+                };
+                format!("\n\n  tip: a similar {kind} exists: '{s}'")
+            })
+        };
+        let message = match (e.kind(), flag.as_deref(), value.as_deref()) {
+            (ErrorKind::ValueValidation, Some(flag), Some(value)) => {
+                match std::error::Error::source(&e) {
+                    Some(why) => format!("{flag}: {why}"),
+                    None => format!("{flag}: '{value}' is not valid"),
+                }
+            }
+            (ErrorKind::InvalidValue, Some(flag), Some("") | None) => {
+                format!("{flag} needs a value: {}", value_name(flag))
+            }
+            (ErrorKind::InvalidValue, Some(flag), Some(value)) => {
+                let valid = match e.get(ContextKind::ValidValue) {
+                    Some(ContextValue::Strings(v)) => one_of(v),
+                    _ => "valid".to_string(),
+                };
+                format!(
+                    "{flag}: '{value}' is not {valid}{}",
+                    tip("value", ContextKind::SuggestedValue)
+                )
+            }
+            (ErrorKind::UnknownArgument, Some(flag), _) => format!(
+                "unexpected argument '{flag}' found{}",
+                tip("argument", ContextKind::SuggestedArg)
+            ),
+            (ErrorKind::ArgumentConflict, Some(flag), _) => {
+                match text(ContextKind::PriorArg).map(|p| self.typed(cmd, &p)) {
+                    Some(prior) if prior != flag => format!("{flag} cannot be used with {prior}"),
+                    _ => format!("{flag} given more than once"),
+                }
+            }
+            (ErrorKind::MissingRequiredArgument, Some(flag), _) => {
+                format!("{flag} is required: {}", value_name(flag))
+            }
+            _ => return e,
+        };
+        clap::Error::raw(e.kind(), message).format(cmd)
+    }
+}
+
+/// A flag the user did not type, Go style: `-mode`, or `-4` when it has no long name.
+fn go_style(arg: &Arg) -> String {
+    match (arg.get_long(), arg.get_short()) {
+        (Some(long), _) => format!("-{long}"),
+        (None, Some(c)) => format!("-{c}"),
+        (None, None) => arg.get_id().to_string(),
+    }
+}
+
+/// `server or client`, `text, json, csv, packets or twping`.
+fn one_of(values: &[String]) -> String {
+    match values.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => "valid".to_string(),
+    }
+}
+
+/// Rewrites Go-style single-dash long flags (`-mode`, `-mode=server`) into clap's `--mode`.
+/// Short flags (`-c`, `-i`, `-4`, `-v`, `-vv`), negative numbers and flag values are left
+/// alone.
+pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
+    Argv::new(args, &command()).args
 }
 
 impl Cli {
-    /// Parses the process arguments; clap prints usage and exits 2 on errors.
+    /// Parses the process arguments; on an error prints it with the usage and exits 2.
     pub fn from_env() -> Self {
-        Cli::parse_from(normalize_args(std::env::args_os()))
+        Cli::try_from_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
     }
 
+    /// Parses `args` (the program name first). Errors name each flag as it was typed.
     pub fn try_from_args<I: IntoIterator<Item = S>, S: Into<OsString>>(
         args: I,
     ) -> Result<Self, clap::Error> {
-        Cli::try_parse_from(normalize_args(args.into_iter().map(Into::into)))
+        let mut cmd = command();
+        let argv = Argv::new(args.into_iter().map(Into::into), &cmd);
+        cmd.try_get_matches_from_mut(&argv.args)
+            .and_then(|mut m| Cli::from_arg_matches_mut(&mut m))
+            .map_err(|e| argv.explain(e, &mut cmd))
     }
 }
 
@@ -311,11 +543,193 @@ mod tests {
         assert_eq!(parse(&["-mode", "client", "-count", "9"]).count, Some(9));
     }
 
+    fn error(args: &[&str]) -> String {
+        let mut v = vec!["twamp"];
+        v.extend_from_slice(args);
+        match Cli::try_from_args(v) {
+            Ok(cli) => panic!("{args:?} parsed: {cli:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
     #[test]
     fn unknown_flags_are_errors() {
-        let e = Cli::try_from_args(["twamp", "-mode", "server", "-bogus"]).unwrap_err();
-        assert!(e.to_string().contains("--bogus"), "{e}");
+        // Echoed as typed, not as the `--bogus` the Go-style rewrite hands clap.
+        let e = error(&["-mode", "server", "-bogus"]);
+        assert!(e.contains("unexpected argument '-bogus' found"), "{e}");
+        assert!(!e.contains("--bogus"), "{e}");
+        let e = error(&["-mode", "server", "-bogus=1"]);
+        assert!(e.contains("'-bogus'"), "{e}");
+        // The closest real flag, single-dash.
+        let e = error(&["-mode", "client", "-servr", "x"]);
+        assert!(e.contains("similar argument exists: '-server'"), "{e}");
         assert!(Cli::try_from_args(["twamp", "-mode", "client", "-dscp", "64"]).is_err());
         assert!(Cli::try_from_args(["twamp"]).is_err(), "-mode is required");
+    }
+
+    #[test]
+    fn a_value_may_start_with_a_dash() {
+        // Go's flag package takes the next word as the value whatever it looks like.
+        let c = parse(&["-mode", "client", "-user", "-bob", "-server", "-x"]);
+        assert_eq!(c.user.as_deref(), Some("-bob"));
+        assert_eq!(c.server.as_deref(), Some("-x"));
+        assert_eq!(
+            parse(&["-mode", "client", "-output", "-"])
+                .output
+                .as_deref(),
+            Some("-")
+        );
+        // ... so a negative number is the flag's (bad) value, named with the flag.
+        for (args, needle) in [
+            (&["-c", "-1"][..], "-c: '-1' is not a packet count"),
+            (&["-count", "-1"], "-count: '-1' is not a packet count"),
+            (&["-c=-1"], "-c: '-1'"),
+            (
+                &["-padding", "-1"],
+                "-padding: '-1' is not a number of octets",
+            ),
+            (&["-i", "-1s"], "-i: '-1s' is not a duration"),
+            (&["-timeout", "-1s"], "-timeout: '-1s' is not a duration"),
+            (&["-dscp", "-1"], "-dscp: '-1' is not a DSCP"),
+            (&["-port", "-1"], "-port: '-1' is not a port number"),
+        ] {
+            let mut v = vec!["-mode", "client"];
+            v.extend_from_slice(args);
+            let e = error(&v);
+            assert!(e.contains(needle), "{args:?}: {e}");
+            assert!(!e.contains("unexpected argument"), "{args:?}: {e}");
+        }
+        // An optional value takes a negative number too, but not a short flag.
+        let e = error(&["-mode", "server", "-daemon", "-1"]);
+        assert!(e.contains("-daemon: '-1' is not a boolean"), "{e}");
+        let s = parse(&["-mode", "server", "-daemon", "-4"]);
+        assert_eq!((s.daemon, s.ipv4), (Some(true), true));
+    }
+
+    #[test]
+    fn value_errors_name_the_flag_as_typed_in_plain_words() {
+        for (args, needle) in [
+            (
+                &["-mode", "client", "-dscp", "64"][..],
+                "-dscp: '64' is not a DSCP (a whole number from 0 to 63)",
+            ),
+            (&["-mode", "client", "--dscp=64"], "--dscp: '64'"),
+            (
+                &["-mode", "client", "-port", "70000"],
+                "-port: '70000' is not a port number (a whole number from 1 to 65535)",
+            ),
+            (
+                &["-mode", "client", "-c", "4294967296"],
+                "-c: '4294967296' is not a packet count (a whole number from 1 to 4294967295)",
+            ),
+            (&["-mode", "client", "-c", "0"], "from 1 to"),
+            (
+                &["-mode", "client", "-max-count", "x"],
+                "-max-count: 'x' is not an iteration count",
+            ),
+            (
+                &["-mode", "client", "-interval", "1x"],
+                "-interval: unknown unit 'x'",
+            ),
+            (
+                &["-mode", "client", "-connect-timeout", "soon"],
+                "-connect-timeout: 'soon' is not a duration",
+            ),
+            (
+                &["-mode", "client", "-header", "maybe"],
+                "-header: 'maybe' is not a boolean (true or false)",
+            ),
+            (
+                &["-mode", "client", "-format", "yaml"],
+                "-format: 'yaml' is not text, json, csv, packets or twping",
+            ),
+            (
+                &["-mode", "client", "-format", "jsn"],
+                "similar value exists: 'json'",
+            ),
+            (
+                &["-mode", "sideways"],
+                "-mode: 'sideways' is not server or client",
+            ),
+            (&["-mode", "client", "-port"], "-port needs a value"),
+            (
+                &["-mode", "client", "-4", "-6"],
+                "-4 cannot be used with -6",
+            ),
+            (
+                &["-mode", "client", "-mode", "server"],
+                "-mode given more than once",
+            ),
+            (&[], "-mode is required"),
+            (
+                &["-mode", "server", "-daemon", "maybe"],
+                "-daemon: 'maybe' is not a boolean",
+            ),
+            (
+                &["-mode", "server", "-refwait", "-5"],
+                "-refwait: '-5' is not a duration",
+            ),
+            (
+                &["-mode", "server", "-pbkdf2-count", "lots"],
+                "-pbkdf2-count: 'lots' is not an iteration count",
+            ),
+            (
+                &["-mode", "server", "-max-connections", "-3"],
+                "-max-connections: '-3' is not a number of connections",
+            ),
+            (
+                &["-mode", "server", "-max-connections-per-client", "x"],
+                "-max-connections-per-client: 'x'",
+            ),
+        ] {
+            let e = error(args);
+            let first = e.lines().next().unwrap_or_default();
+            assert!(e.contains(needle), "{args:?}: {e}");
+            assert!(!e.contains("..="), "Rust range syntax in {args:?}: {e}");
+            assert!(!first.contains("'--"), "clap's spelling in {args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_rewrite_is_idempotent_and_leaves_values_alone() {
+        let args: Vec<OsString> = [
+            "twamp", "-mode", "client", "-user", "-bob", "-c", "-1", "-x",
+        ]
+        .map(OsString::from)
+        .to_vec();
+        let once = normalize_args(args);
+        let want = [
+            "twamp", "--mode", "client", "--user", "-bob", "-c", "-1", "-x",
+        ];
+        assert_eq!(once, want.map(OsString::from).to_vec());
+        assert_eq!(normalize_args(once.clone()), once);
+
+        // Every pair of these words: the rewrite is idempotent (the fuzz target's property)
+        // and parsing never panics.
+        let words = [
+            "-c",
+            "-1",
+            "-daemon",
+            "-4",
+            "--",
+            "-mode",
+            "-bogus",
+            "-vv",
+            "-c10",
+            "-daemon=-1",
+            "-user",
+            "-i",
+            "-",
+            "--port",
+            "-6c",
+        ];
+        for a in words {
+            for b in words {
+                let args = ["twamp", a, b].map(OsString::from).to_vec();
+                let once = normalize_args(args.clone());
+                assert_eq!(normalize_args(once.clone()), once, "{a} {b}");
+                let _ = Cli::try_from_args(args).map_err(|e| e.to_string());
+            }
+        }
     }
 }

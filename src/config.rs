@@ -308,7 +308,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     };
     let secs = v * scale;
     if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(format!("'{s}' is out of range"));
+        return Err(format!("'{s}' is too long (at most 1000000000 seconds)"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -318,10 +318,16 @@ pub fn parse_port_range(s: &str) -> std::result::Result<(u16, u16), String> {
     let (lo, hi) = s
         .split_once('-')
         .ok_or_else(|| format!("'{s}' is not a port range LO-HI"))?;
-    let lo: u16 = lo.trim().parse().map_err(|_| format!("bad port '{lo}'"))?;
-    let hi: u16 = hi.trim().parse().map_err(|_| format!("bad port '{hi}'"))?;
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .map_err(|_| format!("'{p}' is not a port number (1 to 65535)"))
+    };
+    let (lo, hi) = (port(lo)?, port(hi)?);
     if lo == 0 || lo > hi {
-        return Err(format!("bad port range {lo}-{hi}"));
+        return Err(format!(
+            "'{s}' is not a port range (LO-HI, LO from 1 to HI)"
+        ));
     }
     Ok((lo, hi))
 }
@@ -464,7 +470,7 @@ impl ServerConfig {
         let pbkdf2_count = cli.pbkdf2_count.unwrap_or(DEFAULT_PBKDF2_COUNT);
         if pbkdf2_count < 1024 || !pbkdf2_count.is_power_of_two() {
             return Err(Error::Config(format!(
-                "-pbkdf2-count {pbkdf2_count}: must be a power of two >= 1024"
+                "-pbkdf2-count {pbkdf2_count}: must be a power of two, 1024 or more"
             )));
         }
         let test_ports = match &cli.test_ports {
@@ -547,7 +553,8 @@ impl ClientConfig {
         if let Some(p) = cli.padding {
             if p > control::server::MAX_TEST_PACKET - 48 {
                 return Err(Error::Config(format!(
-                    "-padding {p}: too large for a UDP datagram"
+                    "-padding {p}: too large for a UDP datagram (at most {})",
+                    control::server::MAX_TEST_PACKET - 48
                 )));
             }
         }

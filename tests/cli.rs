@@ -25,6 +25,24 @@ fn twamp(args: &[&str]) -> Run {
     common::bin::run_bounded(args, RUN_LIMIT)
 }
 
+/// Runs the binary with `args`, which must be a usage error that mentions `needle`: exit 2,
+/// and no result record.
+fn usage_error<S: AsRef<str>>(args: &[S], needle: &str) -> Run {
+    let r = common::bin::run_bounded(args, RUN_LIMIT);
+    assert_eq!(r.code, Some(USAGE), "{}", r.describe());
+    assert!(
+        r.stderr.contains(needle),
+        "stderr should mention {needle:?}\n{}",
+        r.describe()
+    );
+    assert!(
+        r.stdout.is_empty(),
+        "a usage error writes no result record\n{}",
+        r.describe()
+    );
+    r
+}
+
 fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
@@ -191,18 +209,95 @@ fn bad_arguments_exit_2() {
         (&["-mode", "server", "-server", &server], "-server"),
     ];
     for (args, needle) in cases {
-        let r = twamp(args);
-        assert_eq!(r.code, Some(USAGE), "{}", r.describe());
-        assert!(
-            r.stderr.contains(needle),
-            "stderr should mention {needle:?}\n{}",
-            r.describe()
-        );
-        assert!(
-            r.stdout.is_empty(),
-            "a usage error writes no result record\n{}",
-            r.describe()
-        );
+        usage_error(args, needle);
+    }
+}
+
+#[test]
+fn usage_errors_name_the_flag_as_typed_in_plain_words() {
+    // Issue 8: `-c -1` said "unexpected argument '-1'", `-bogus` came back as `--bogus`, and
+    // range errors printed Rust's `0..=65535`.
+    let port = closed_port().to_string();
+    let server = format!("127.0.0.1:{port}");
+    let client = ["-mode", "client", "-server", &server];
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["-c", "-1"],
+            "-c: '-1' is not a packet count (a whole number from 1 to 4294967295)",
+        ),
+        (
+            &["-padding", "-1"],
+            "-padding: '-1' is not a number of octets (a whole number from 0 to",
+        ),
+        (&["-i", "-1s"], "-i: '-1s' is not a duration"),
+        (&["-interval=-1s"], "-interval: '-1s' is not a duration"),
+        (&["-bogus"], "unexpected argument '-bogus' found"),
+        (
+            &["-conect-timeout", "2s"],
+            "tip: a similar argument exists: '-connect-timeout'",
+        ),
+        (
+            &["-dscp", "64"],
+            "-dscp: '64' is not a DSCP (a whole number from 0 to 63)",
+        ),
+        (
+            &["-port", "70000"],
+            "-port: '70000' is not a port number (a whole number from 1 to 65535)",
+        ),
+        (
+            &["-max-count", "-1"],
+            "-max-count: '-1' is not an iteration count",
+        ),
+        (
+            &["-header", "maybe"],
+            "-header: 'maybe' is not a boolean (true or false)",
+        ),
+        (
+            &["-format", "yaml"],
+            "-format: 'yaml' is not text, json, csv, packets or twping",
+        ),
+        (
+            &["-padding", "70000"],
+            "-padding 70000: too large for a UDP datagram (at most",
+        ),
+    ];
+    let server_cases: &[(&[&str], &str)] = &[
+        (
+            &["-daemon", "maybe"],
+            "-daemon: 'maybe' is not a boolean (true or false)",
+        ),
+        (
+            &["-max-connections", "-3"],
+            "-max-connections: '-3' is not a number of connections",
+        ),
+        (&["-refwait", "-1s"], "-refwait: '-1s' is not a duration"),
+        (
+            &["-pbkdf2-count", "1000"],
+            "-pbkdf2-count 1000: must be a power of two, 1024 or more",
+        ),
+        (
+            &["-test-ports", "0-10"],
+            "-test-ports: '0-10' is not a port range",
+        ),
+    ];
+    let with = |prefix: &[&str], extra: &[&str]| -> Vec<String> {
+        prefix.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let all = cases.iter().map(|(a, n)| (with(&client, a), *n)).chain(
+        server_cases
+            .iter()
+            .map(|(a, n)| (with(&["-mode", "server", "-listen", "127.0.0.1:0"], a), *n)),
+    );
+    for (args, needle) in all {
+        let r = usage_error(&args, needle);
+        // The flag as typed (single-dash here), no Rust syntax, and a value is no stray
+        // argument.
+        let first = r.stderr.lines().next().unwrap_or_default();
+        let unknown_flag = args.iter().any(|a| a == "-bogus" || a == "-conect-timeout");
+        let wrong = first.contains("'--")
+            || r.stderr.contains("..=")
+            || (!unknown_flag && r.stderr.contains("unexpected argument"));
+        assert!(!wrong, "{}", r.describe());
     }
 }
 

@@ -1,14 +1,20 @@
 //! `-daemon true`: the command returns at once, the pidfile names a live server that serves,
 //! the log file gets its lines, and SIGTERM stops it.
 
+mod common;
+
 use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_twamp");
+use common::bin::{closed_port, run_bounded, run_client, Run};
+use common::proc::alive;
+
+/// No run here takes more than a few seconds; this only stops a hung one.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
 
 /// Kills the daemon whatever happens to the test.
-struct Pid(i32);
+struct Pid(u32);
 
 impl Drop for Pid {
     fn drop(&mut self) {
@@ -19,46 +25,42 @@ impl Drop for Pid {
     }
 }
 
-fn alive(pid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+/// `twamp -mode server -listen 127.0.0.1 -port PORT` with `extra`, run to the parent's exit.
+fn server(port: u16, extra: &[&str]) -> Run {
+    let port = port.to_string();
+    let args = [
+        &["-mode", "server", "-listen", "127.0.0.1", "-port", &port][..],
+        extra,
+    ]
+    .concat();
+    run_bounded(&args, RUN_LIMIT)
 }
 
 #[test]
 fn daemon_detaches_writes_pidfile_and_logs() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let dir = std::env::temp_dir().join(format!("twamp-daemon-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pidfile = dir.join("twamp.pid");
     let logfile = dir.join("twamp.log");
     let start = Instant::now();
-    let st = Command::new(BIN)
-        .args([
-            "-mode",
-            "server",
+    let st = server(
+        port,
+        &[
             "-daemon",
             "true",
-            "-listen",
-            "127.0.0.1",
-            "-port",
-            &port.to_string(),
-        ])
-        .arg("-pidfile")
-        .arg(&pidfile)
-        .arg("-logfile")
-        .arg(&logfile)
-        .status()
-        .unwrap();
+            "-pidfile",
+            pidfile.to_str().unwrap(),
+            "-logfile",
+            logfile.to_str().unwrap(),
+        ],
+    );
     assert!(
         st.success(),
         "the parent exits 0 once the daemon is started"
     );
     assert!(start.elapsed() < Duration::from_secs(5));
-    let pid: i32 = std::fs::read_to_string(&pidfile)
+    let pid: u32 = std::fs::read_to_string(&pidfile)
         .unwrap()
         .trim()
         .parse()
@@ -66,26 +68,12 @@ fn daemon_detaches_writes_pidfile_and_logs() {
     let _guard = Pid(pid);
     assert!(alive(pid));
 
-    let out = Command::new(BIN)
-        .args([
-            "-mode",
-            "client",
-            "-server",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "3",
-            "-i",
-            "10ms",
-            "-timeout",
-            "200ms",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_client(
+        &format!("127.0.0.1:{port}"),
+        &["-c", "3", "-i", "10ms", "-timeout", "200ms"],
+        RUN_LIMIT,
     );
+    assert!(out.success(), "{}", out.stderr);
 
     Command::new("kill").arg(pid.to_string()).status().unwrap();
     let end = Instant::now() + Duration::from_secs(5);
@@ -103,51 +91,17 @@ fn daemon_detaches_writes_pidfile_and_logs() {
 fn address_in_use_is_reported_on_the_terminal_before_detaching() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
-    let out = Command::new(BIN)
-        .args([
-            "-mode",
-            "server",
-            "-daemon",
-            "-listen",
-            "127.0.0.1",
-            "-port",
-            &port.to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(8), "LOCAL exit code");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("in use"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = server(port, &["-daemon"]);
+    assert_eq!(out.code, Some(8), "LOCAL exit code");
+    assert!(out.stderr.contains("in use"), "{}", out.stderr);
 }
 
 #[test]
 fn an_unwritable_pidfile_fails_the_parent() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = Command::new(BIN)
-        .args([
-            "-mode",
-            "server",
-            "-daemon",
-            "true",
-            "-listen",
-            "127.0.0.1",
-            "-port",
-            &port.to_string(),
-        ])
-        .args(["-pidfile", "/nonexistent-dir/twamp.pid"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(8),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let port = closed_port();
+    let out = server(
+        port,
+        &["-daemon", "true", "-pidfile", "/nonexistent-dir/twamp.pid"],
     );
+    assert_eq!(out.code, Some(8), "{}", out.stderr);
 }

@@ -4,17 +4,14 @@
 //!
 //! Only 127.0.0.1; every child is killed and reaped by its guard however the test ends.
 
-use std::fs::File;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+mod common;
+
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-const BIN: &str = env!("CARGO_BIN_EXE_twamp");
+use common::bin::{Proc, Scratch};
 
 /// Exit codes from src/error.rs `mod exit`.
 const OK: i32 = 0;
@@ -24,104 +21,6 @@ const NETWORK: i32 = 3;
 const REFWAIT: Duration = Duration::from_secs(1);
 const SERVWAIT: Duration = Duration::from_secs(5);
 
-/// A scratch file under the target directory, removed on drop unless the test failed.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("faults-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_file(&p);
-        Scratch(p)
-    }
-
-    fn text(&self) -> String {
-        std::fs::read_to_string(&self.0).unwrap_or_default()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !thread::panicking() {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-}
-
-/// A child process of ours: SIGKILLed and reaped on drop if still there.
-struct Proc {
-    child: Child,
-    /// Its stderr.
-    err: Scratch,
-    reaped: Option<ExitStatus>,
-}
-
-impl Proc {
-    fn spawn(args: &[String], name: &str) -> Proc {
-        let err = Scratch::new(&format!("{name}.stderr"));
-        let child = Command::new(BIN)
-            .args(args)
-            .env_remove("TWAMP_PASSPHRASE")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&err.0).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-        Proc {
-            child,
-            err,
-            reaped: None,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.pid() as i32), sig).expect("signal our own child");
-    }
-
-    /// Waits up to `limit` for the process to exit; None if it is still running.
-    fn wait_for(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let end = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.reaped {
-                return Some(s);
-            }
-            if let Some(s) = self.child.try_wait().expect("try_wait on our own child") {
-                self.reaped = Some(s);
-                return Some(s);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn kill_now(&mut self) {
-        let _ = self.child.kill();
-        if let Ok(s) = self.child.wait() {
-            self.reaped = Some(s);
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.err.text()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.reaped.is_none() {
-            // SIGKILL also ends a stopped process.
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// Threads and open descriptors of `pid`, from /proc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Usage {
@@ -130,16 +29,11 @@ struct Usage {
 }
 
 fn usage(pid: u32) -> Usage {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("Threads: in /proc status");
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("/proc fd")
-        .count() as u64;
-    Usage { threads, fds }
+    let s = common::proc::sample(pid).expect("/proc of a running process");
+    Usage {
+        threads: s.threads,
+        fds: s.fds,
+    }
 }
 
 /// Polls `cond` every 10 ms for up to `limit`; returns how long it took, or None.
@@ -164,35 +58,18 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let args: Vec<String> = [
-            "-mode",
-            "server",
-            "-listen",
-            "127.0.0.1",
-            "-port",
-            &port.to_string(),
+        let common::bin::Server { proc, addr } = common::bin::Server::start(&[
             "-refwait",
             &format!("{}s", REFWAIT.as_secs()),
             "-servwait",
             &format!("{}s", SERVWAIT.as_secs()),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let proc = Proc::spawn(&args, &format!("server-{port}"));
-        // "listening on" is logged once the socket listens; no probe connection needed.
-        let up = within(Duration::from_secs(5), || {
-            proc.stderr().contains("listening on")
-        });
-        assert!(up.is_some(), "server did not start:\n{}", proc.stderr());
+        ]);
         // Let it finish starting before anyone reads its idle figures.
         thread::sleep(Duration::from_millis(200));
-        Server { proc, port }
+        Server {
+            proc,
+            port: addr.port(),
+        }
     }
 
     fn usage(&self) -> Usage {
@@ -219,23 +96,13 @@ impl Server {
 }
 
 fn client_args(port: u16, count: u32, extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "-mode",
-        "client",
-        "-server",
-        &format!("127.0.0.1:{port}"),
-        "-c",
-        &count.to_string(),
-        "-i",
-        "10ms",
-        "-connect-timeout",
-        "2s",
+    let count = count.to_string();
+    let args = [
+        &["-c", &count, "-i", "10ms", "-connect-timeout", "2s"][..],
+        extra,
     ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
+    .concat();
+    common::bin::client_args(&format!("127.0.0.1:{port}"), &args)
 }
 
 #[test]

@@ -9,10 +9,8 @@
 //! this test prints); 200 child processes would only add 200 process start-ups and 200 copies
 //! of the runtime to the same two cores.
 
-use std::fs::File;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
@@ -24,7 +22,7 @@ use twamp::control::SecurityMode;
 use twamp::sender::Schedule;
 use twamp::time::SystemClock;
 
-const BIN: &str = env!("CARGO_BIN_EXE_twamp");
+use common::proc::{sample as proc_sample, Sample};
 
 const CLIENTS: usize = 200;
 const COUNT: u32 = 1000;
@@ -41,106 +39,45 @@ const SETTLE: Duration = Duration::from_secs(10);
 /// - the main heap it grew (~2 MiB);
 /// - exited threads' stacks cached for reuse: up to 40 MiB of address space, i.e. ~160 of the
 ///   server's 256 KiB stacks, only their touched pages resident (~2.5 MiB);
-/// - freed chunks in its per-thread arenas (at most 8 per core). Each reflector allocates two
-///   64 KiB packet buffers, under glibc's 128 KiB mmap threshold, so they live in the arenas,
-///   which glibc trims only from the top: up to all of them may stay resident, at most
-///   `CLIENTS` × 128 KiB = 25 MiB (measured 3.6-24 MiB, varying wave to wave, with no trend
-///   over 12 waves of 200 sessions; with GLIBC_TUNABLES=glibc.malloc.mmap_threshold=65536 it
-///   drops to a steady 2.5 MiB).
+/// - freed chunks in its per-thread arenas (at most 8 per core), which glibc trims only from
+///   the top, so what the sessions freed may stay resident. Each reflector's two packet
+///   buffers are sized from the negotiated packet (src/reflector.rs `spawn`): for the
+///   41-octet open-mode packets here that is `reflector::MIN_BUFFER`, 1500 octets each, so
+///   all `CLIENTS` sessions' buffers are about 0.6 MiB, next to the control thread's and the
+///   reflector's other small allocations.
 ///
-/// 2 + 2.5 + 25 MiB, with room: 40 MiB. A per-session leak of those buffers would add 25 MiB
-/// per wave and break this by the second wave; a leaked thread or socket breaks the exact
-/// thread and descriptor checks at once.
+/// 40 MiB was set when each reflector held two 64 KiB buffers (up to 25 MiB left in the
+/// arenas) and is kept as a ceiling well over 2 + 2.5 MiB and the arenas. A leaked thread or
+/// socket breaks the exact thread and descriptor checks at once.
 const RSS_MARGIN_KIB: u64 = 40 * 1024;
 /// Packets per client in the second wave.
 const SECOND_COUNT: u32 = 100;
 
 /// The server binary, killed and reaped however the test ends.
 struct Server {
-    child: Child,
+    srv: common::bin::Server,
     port: u16,
-    log: PathBuf,
 }
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("load-server-{}-{port}.log", std::process::id()));
-        let child = Command::new(BIN)
-            .args(["-mode", "server", "-listen", "127.0.0.1", "-port"])
-            .arg(port.to_string())
-            .args(["-refwait", "1s", "-servwait", "5s"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-        let s = Server { child, port, log };
-        // Listening is logged after bind and listen: no probe connection to disturb the idle
-        // figures.
-        let end = Instant::now() + Duration::from_secs(5);
-        while !s.log_text().contains("listening on") {
-            assert!(
-                Instant::now() < end,
-                "server did not start:\n{}",
-                s.log_text()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-        s
+        let args = [&["-refwait", "1s", "-servwait", "5s"][..], extra].concat();
+        let srv = common::bin::Server::start(&args);
+        let port = srv.port();
+        Server { srv, port }
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.srv.pid()
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.srv.log()
     }
 
     fn sample(&self) -> Sample {
         proc_sample(self.pid()).expect("the server is running")
     }
-}
-
-/// Threads, open descriptors and resident KiB of `pid`, from /proc; None once it is gone.
-fn proc_sample(pid: u32) -> Option<Sample> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-    };
-    Some(Sample {
-        threads: field("Threads:")?,
-        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64,
-        rss_kib: field("VmRSS:")?,
-    })
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !thread::panicking() {
-            let _ = std::fs::remove_file(&self.log);
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Sample {
-    threads: u64,
-    fds: u64,
-    rss_kib: u64,
 }
 
 fn client_config(port: u16, count: u32) -> ClientConfig {

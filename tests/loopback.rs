@@ -3,51 +3,33 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::Ipv6Addr;
+use std::time::Duration;
 
 use serde_json::Value;
 
-use common::bin::BIN;
+use common::bin::{run_client, Server};
 
-use common::bin::Guard as Server;
+/// No run here takes more than a few seconds; this only stops a hung one.
+const RUN_LIMIT: Duration = Duration::from_secs(30);
 
 fn start_dual_stack_server() -> (Server, u16) {
-    let port = TcpListener::bind("[::]:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(BIN)
-        .args(["-mode", "server", "-port", &port.to_string(), "-q"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until it accepts connections on both families.
-    let end = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("::1", port)).is_err() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Server(child), port)
+    // `[::]` accepts on both families once it listens.
+    let srv = Server::start_on(Ipv6Addr::UNSPECIFIED.into(), &[]);
+    let port = srv.port();
+    (srv, port)
 }
 
 fn measure(server: &str) -> Value {
-    let out = Command::new(BIN)
-        .args([
-            "-mode", "client", "-server", server, "-c", "200", "-i", "5ms", "-timeout", "500ms",
-            "-format", "json",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{server}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_client(
+        server,
+        &[
+            "-c", "200", "-i", "5ms", "-timeout", "500ms", "-format", "json",
+        ],
+        RUN_LIMIT,
     );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{server}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    assert_eq!(out.code, Some(0), "{server}: {}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{server}: {e}: {}", out.stdout))
 }
 
 fn f(v: &Value, path: &str) -> f64 {
@@ -127,23 +109,13 @@ fn one_dual_stack_listener_serves_ipv4_and_ipv6_without_loss() {
 #[test]
 fn text_summary_has_every_figure() {
     let (_srv, port) = start_dual_stack_server();
-    let out = Command::new(BIN)
-        .args([
-            "-mode",
-            "client",
-            "-server",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "20",
-            "-i",
-            "5ms",
-            "-timeout",
-            "300ms",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
+    let out = run_client(
+        &format!("127.0.0.1:{port}"),
+        &["-c", "20", "-i", "5ms", "-timeout", "300ms"],
+        RUN_LIMIT,
+    );
+    assert!(out.success());
+    let text = &out.stdout;
     for want in [
         "20 sent, 20 received, 0 lost",
         "round-trip  min/median/mean/max",

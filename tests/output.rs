@@ -7,16 +7,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_twamp");
 /// No run here takes more than a couple of seconds; this only stops a hung one.
 const RUN_LIMIT: Duration = Duration::from_secs(20);
 /// src/error.rs `mod exit`.
@@ -54,59 +51,19 @@ impl Drop for TempDir {
 
 /// `twamp -mode server` on 127.0.0.1:<free port>; killed and reaped on drop.
 struct Server {
-    child: Child,
+    srv: common::bin::Server,
     addr: String,
-    log: PathBuf,
-    _dir: TempDir,
 }
 
 impl Server {
     fn start() -> Server {
-        let dir = TempDir::new("server");
-        let log = dir.file("server.log");
-        for _attempt in 0..5 {
-            // A port nothing listens on: bound by us, then released for the server.
-            let addr = format!("127.0.0.1:{}", closed_port());
-            let mut child = Command::new(BIN)
-                .args(["-mode", "server", "-listen", &addr, "-refwait", "10s"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).expect("server log"))
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-            let sock = addr.parse().unwrap();
-            let up = common::wait_until(Duration::from_secs(5), || {
-                matches!(child.try_wait(), Ok(Some(_)))
-                    || TcpStream::connect_timeout(&sock, Duration::from_millis(200)).is_ok()
-            });
-            if up && matches!(child.try_wait(), Ok(None)) {
-                return Server {
-                    child,
-                    addr,
-                    log,
-                    _dir: dir,
-                };
-            }
-            // It exited (the port was taken meanwhile) or never listened: try another port.
-            let _ = child.kill();
-            let _ = child.wait();
-            eprintln!(
-                "server on {addr} did not come up:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        panic!("could not start a server on 127.0.0.1");
+        let srv = common::bin::Server::start(&["-refwait", "10s"]);
+        let addr = srv.addr.to_string();
+        Server { srv, addr }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.srv.log()
     }
 }
 
@@ -116,19 +73,8 @@ use common::bin::Run;
 
 /// Runs the binary as a client of `server` with `extra` arguments; killed after RUN_LIMIT.
 fn client(server: &str, extra: &[&str]) -> Run {
-    let mut args: Vec<String> = [
-        "-mode",
-        "client",
-        "-server",
-        server,
-        "-connect-timeout",
-        "2s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    common::bin::run_bounded(&args, RUN_LIMIT)
+    let args = [&["-connect-timeout", "2s"][..], extra].concat();
+    common::bin::run_client(server, &args, RUN_LIMIT)
 }
 
 /// A short successful measurement: 20 packets 5 ms apart, 300 ms for late replies.

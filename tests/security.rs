@@ -10,7 +10,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,8 +27,6 @@ use twamp::wire::{
     Accept, AcceptSession, Modes, ReflectorPacket, RequestTwSession, SenderPacket, ServerGreeting,
     ServerStart, SetUpResponse, Sid, StartAck, StartSessions, StopSessions, TestLayout,
 };
-
-const BIN: &str = env!("CARGO_BIN_EXE_twamp");
 
 /// The capture key (README): identity `testuser`, this pass-phrase.
 const USER: &str = "testuser";
@@ -967,63 +964,14 @@ impl Drop for TempDir {
     }
 }
 
-/// Kills (SIGKILL) and reaps a child that is still running when dropped.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs the binary to completion (at most 20 s); returns (exit code, stdout, stderr).
-fn run_bin(args: &[String]) -> (Option<i32>, String, String) {
-    let child = Command::new(BIN)
-        .args(args)
-        .env_remove("TWAMP_PASSPHRASE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start twamp");
-    let mut child = Reaper(child);
-    let mut out = child.0.stdout.take().unwrap();
-    let mut err = child.0.stderr.take().unwrap();
-    let o = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let e = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let end = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(st) = child.0.try_wait().unwrap() {
-            break Some(st);
-        }
-        if Instant::now() > end {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    drop(child); // kills it if it is still running, so the readers end
-    let (o, e) = (o.join().unwrap(), e.join().unwrap());
-    let status = status.unwrap_or_else(|| panic!("twamp {} ran over 20 s", args.join(" ")));
-    (status.code(), o, e)
-}
+/// No client run here takes more than a few seconds; this only stops a hung one.
+const RUN_LIMIT: Duration = Duration::from_secs(20);
 
 #[test]
 fn no_secret_in_the_server_log_or_the_client_stderr_at_debug_level() {
     let dir = TempDir::new("twamp-security");
     let dir = &dir.0;
     let logfile = dir.join("server.log");
-    let server_err = dir.join("server.stderr");
     let server_keys = dir.join("server.keys");
     let good_keys = dir.join("client-good.keys");
     let wrong_keys = dir.join("client-wrong.keys");
@@ -1033,31 +981,20 @@ fn no_secret_in_the_server_log_or_the_client_stderr_at_debug_level() {
     std::fs::write(&wrong_keys, format!("{USER} {}\n", hex(WRONG_PASSPHRASE))).unwrap();
     std::fs::write(&unknown_keys, format!("stranger {PASSPHRASE_HEX}\n")).unwrap();
 
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = Command::new(BIN)
-        .args(["-mode", "server", "-listen", "127.0.0.1", "-port"])
-        .arg(port.to_string())
-        .arg("-keyfile")
-        .arg(&server_keys)
-        .arg("-logfile")
-        .arg(&logfile)
-        .args(["-v", "-v"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&server_err).unwrap())
-        .spawn()
-        .expect("start the server");
-    let mut server = Reaper(server);
+    let mut server = common::bin::Server::start(&[
+        "-keyfile",
+        server_keys.to_str().unwrap(),
+        "-logfile",
+        logfile.to_str().unwrap(),
+        "-v",
+        "-v",
+    ]);
     assert!(
         wait_until(Duration::from_secs(5), || std::fs::read_to_string(&logfile)
             .is_ok_and(|l| l.contains("listening on"))),
         "the server did not start"
     );
-    let upstream: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let upstream: SocketAddr = server.addr;
     let tap = Tap::start(upstream);
 
     // (mode, key file, client pass-phrase, expected exit code)
@@ -1071,30 +1008,28 @@ fn no_secret_in_the_server_log_or_the_client_stderr_at_debug_level() {
     ];
     let mut stderrs = Vec::new();
     for (mode, keys, _, want) in &runs {
-        let args: Vec<String> = [
-            "-mode",
-            "client",
-            "-server",
+        let keyfile = keys.display().to_string();
+        let run = common::bin::run_client(
             &tap.addr.to_string(),
-            "-c",
-            "3",
-            "-i",
-            "10ms",
-            "-timeout",
-            "200ms",
-            "-connect-timeout",
-            "3s",
-            "-auth",
-            mode,
-            "-keyfile",
-            &keys.display().to_string(),
-            "-v",
-            "-v",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let (code, out, err) = run_bin(&args);
+            &[
+                "-c",
+                "3",
+                "-i",
+                "10ms",
+                "-timeout",
+                "200ms",
+                "-connect-timeout",
+                "3s",
+                "-auth",
+                mode,
+                "-keyfile",
+                &keyfile,
+                "-v",
+                "-v",
+            ],
+            RUN_LIMIT,
+        );
+        let (code, out, err) = (run.code, run.stdout, run.stderr);
         assert_eq!(
             code,
             Some(*want),
@@ -1124,17 +1059,11 @@ fn no_secret_in_the_server_log_or_the_client_stderr_at_debug_level() {
     secrets.push(WRONG_PASSPHRASE.to_vec());
 
     // Stop the server (SIGTERM) and read everything it wrote.
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let end = Instant::now() + Duration::from_secs(5);
-    while server.0.try_wait().unwrap().is_none() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    let _ = server.proc.wait_for(Duration::from_secs(5));
+    let err = server.log();
     drop(server);
     let log = std::fs::read_to_string(&logfile).unwrap();
-    let err = std::fs::read_to_string(&server_err).unwrap();
     // The logs are at debug level and did record the runs, including the refusals.
     assert!(log.contains("wrong key"), "{log}");
     assert!(log.contains("unknown identity 'stranger'"), "{log}");

@@ -5,19 +5,10 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::bin::{Guard as Kill, BIN};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::bin::{run_client, Guard as Kill, Server};
 
 fn tshark_available() -> bool {
     Command::new("tshark")
@@ -37,25 +28,12 @@ fn wireshark_decodes_our_control_and_test_packets() {
         tshark_available(),
         "tshark is not installed: run `bash .ci/run`, which installs it"
     );
-    let port = free_port();
     let dir = std::env::temp_dir().join(format!("twamp-tshark-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let pcap = dir.join("run.pcapng");
 
-    let _server = Kill(
-        Command::new(BIN)
-            .args([
-                "-mode",
-                "server",
-                "-listen",
-                "127.0.0.1",
-                "-port",
-                &port.to_string(),
-                "-q",
-            ])
-            .spawn()
-            .unwrap(),
-    );
+    let server = Server::start(&[]);
+    let port = server.port();
     let mut cap = Command::new("tshark")
         .args(["-i", "lo", "-f", &format!("tcp port {port} or udp"), "-w"])
         .arg(&pcap)
@@ -88,27 +66,12 @@ fn wireshark_decodes_our_control_and_test_packets() {
         std::thread::sleep(Duration::from_millis(1500));
     }
     let cap = Kill(cap);
-    let out = Command::new(BIN)
-        .args([
-            "-mode",
-            "client",
-            "-server",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "5",
-            "-i",
-            "20ms",
-            "-timeout",
-            "300ms",
-            "-q",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "client: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_client(
+        &format!("127.0.0.1:{port}"),
+        &["-c", "5", "-i", "20ms", "-timeout", "300ms", "-q"],
+        Duration::from_secs(30),
     );
+    assert!(out.success(), "client: {}", out.stderr);
     std::thread::sleep(Duration::from_millis(500));
     // SIGINT lets tshark finish the file.
     let _ = Command::new("kill")

@@ -4,6 +4,7 @@
 
 pub mod bin;
 pub mod logs;
+pub mod proc;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
