@@ -16,6 +16,12 @@ pub enum ModeArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    Periodic,
+    Poisson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
     /// Human summary, ping-like.
     Text,
@@ -53,6 +59,51 @@ where
             .filter(|v| (lo..=hi).contains(v))
             .ok_or_else(|| format!("'{s}' is not {what} (a whole number from {lo} to {hi})"))
     }
+}
+
+/// DSCP code points by name (RFC 2474 §4.2.2.1 CSn; RFC 2597 AFxy = 8x + 2y; RFC 3246 EF;
+/// RFC 5865 VOICE-ADMIT; RFC 8622 LE), as twping `-D` and router CLIs take them.
+pub fn parse_dscp(s: &str) -> Result<u8, String> {
+    let bad = || {
+        format!(
+            "'{s}' is not a DSCP (a name such as EF, AF41, CS5, VA, LE, or a number from 0 to 63)"
+        )
+    };
+    let up = s.trim().to_ascii_uppercase();
+    let named = match up.as_str() {
+        "EF" => Some(46),
+        "VA" | "VOICE-ADMIT" => Some(44),
+        "LE" => Some(1),
+        "DF" | "DEFAULT" | "NONE" | "BE" => Some(0),
+        _ => None,
+    };
+    if let Some(v) = named {
+        return Ok(v);
+    }
+    if let Some(n) = up.strip_prefix("CS") {
+        return n
+            .parse::<u8>()
+            .ok()
+            .filter(|n| *n <= 7)
+            .map(|n| n * 8)
+            .ok_or_else(bad);
+    }
+    if let Some(xy) = up.strip_prefix("AF") {
+        let d: Vec<u8> = xy.bytes().map(|b| b.wrapping_sub(b'0')).collect();
+        return match d.as_slice() {
+            [x @ 1..=4, y @ 1..=3] => Ok(8 * x + 2 * y),
+            _ => Err(bad()),
+        };
+    }
+    // Numbers as twping takes them: decimal, 0x hex, or 0-prefixed octal.
+    let v = if let Some(h) = up.strip_prefix("0X") {
+        u8::from_str_radix(h, 16).ok()
+    } else if up.len() > 1 && up.starts_with('0') {
+        u8::from_str_radix(&up[1..], 8).ok()
+    } else {
+        up.parse::<u8>().ok()
+    };
+    v.filter(|v| *v <= 63).ok_or_else(bad)
 }
 
 /// Checks a duration's syntax here, so its error names the flag as typed; `config` converts
@@ -105,8 +156,9 @@ pub struct Cli {
     #[arg(long, value_name = "OCTETS", value_parser = whole("a number of octets", 0u32, u32::MAX), help_heading = "Client")]
     pub padding: Option<u32>,
 
-    /// Client: DSCP (0-63) for test packets, also sent in the Type-P Descriptor.
-    #[arg(long, value_name = "DSCP", value_parser = whole("a DSCP", 0u8, 63), help_heading = "Client")]
+    /// Client: DSCP for the test packets both ways, also sent in the Type-P Descriptor: a name
+    /// (EF, AF11…AF43, CS0…CS7, VA, LE, DF) or a number 0-63.
+    #[arg(long, value_name = "DSCP", value_parser = parse_dscp, help_heading = "Client")]
     pub dscp: Option<u8>,
 
     /// Client: security modes acceptable, in order of preference (comma list of open,
@@ -143,6 +195,53 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Client")]
     pub connect_timeout: Option<String>,
 
+    /// Client: the server, as -server (twping's positional testpeer).
+    #[arg(value_name = "HOST[:PORT]")]
+    pub target: Option<String>,
+
+    /// Client: when packets are sent: periodic (every -i) or poisson (exponential gaps with
+    /// mean -i, RFC 2330; twping's -i 0.1e).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "periodic|poisson",
+        help_heading = "Client"
+    )]
+    pub schedule: Option<ScheduleArg>,
+
+    /// Client: send for this long instead of -c packets (-c then caps the count).
+    #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Client")]
+    pub duration: Option<String>,
+
+    /// Client: wait this long after Start-Ack before the first packet (twping -z).
+    #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Client")]
+    pub start_delay: Option<String>,
+
+    /// Client: whole UDP payload of each test packet, octets (instead of -padding).
+    #[arg(long, value_name = "OCTETS", value_parser = whole("a packet size", 1u32, 65_507), conflicts_with = "padding", help_heading = "Client")]
+    pub size: Option<u32>,
+
+    /// Client: set Don't Fragment on the test packets (IPv4 DF; IPv6 never fragments in the path).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "Client")]
+    pub df: Option<bool>,
+
+    /// Client: TTL / Hop Limit of the test packets (default 255, so hops can be counted).
+    #[arg(long, value_name = "TTL", value_parser = whole("a TTL", 1u8, 255), help_heading = "Client")]
+    pub ttl: Option<u8>,
+
+    /// Client: local address for the control connection and the test packets (twping -S).
+    #[arg(long, value_name = "ADDR", help_heading = "Client")]
+    pub source: Option<String>,
+
+    /// Client: send Sender and Receiver Address 0 in Request-TW-Session, for a path through
+    /// NAT (twping -Z; RFC 5357 §3.5: the server then uses the control connection's addresses).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "Client")]
+    pub zero_addresses: Option<bool>,
+
+    /// Client: test sessions run at the same time on one control connection, each summarised.
+    #[arg(long, value_name = "N", value_parser = whole("a number of sessions", 1u32, 256), help_heading = "Client")]
+    pub sessions: Option<u32>,
+
     // ---- server ----
     /// Server: address to listen on (default [::], both IPv4 and IPv6).
     #[arg(long, value_name = "ADDR", help_heading = "Server")]
@@ -165,9 +264,9 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Server")]
     pub servwait: Option<String>,
 
-    /// Server: UDP port range LO-HI for Session-Reflectors when the requested port is taken
-    /// (default: any free port).
-    #[arg(long, value_name = "LO-HI", help_heading = "Server")]
+    /// UDP port range LO-HI for test packets. Server: the Session-Reflectors' ports when the
+    /// requested port is taken (default: any free port). Client: our own test ports (twping -P).
+    #[arg(long, value_name = "LO-HI")]
     pub test_ports: Option<String>,
 
     /// Server: security modes offered (comma list of open, authenticated, encrypted, mixed).
@@ -226,7 +325,8 @@ pub struct Cli {
 /// `-daemon -v` stays two flags.
 fn command() -> Command {
     let mut cmd = Cli::command().mut_args(|a| {
-        let takes = takes_value(&a);
+        // Not the positional HOST: it would swallow every flag after it.
+        let takes = takes_value(&a) && !a.is_positional();
         a.allow_hyphen_values(takes)
     });
     cmd.build();
@@ -611,7 +711,7 @@ mod tests {
         for (args, needle) in [
             (
                 &["-mode", "client", "-dscp", "64"][..],
-                "-dscp: '64' is not a DSCP (a whole number from 0 to 63)",
+                "-dscp: '64' is not a DSCP (a name such as EF, AF41, CS5, VA, LE, or a number from 0 to 63)",
             ),
             (&["-mode", "client", "--dscp=64"], "--dscp: '64'"),
             (

@@ -60,10 +60,18 @@ pub fn resolve(host: &str, port: u16, family: Family) -> Result<Vec<SocketAddr>>
     Ok(addrs)
 }
 
-fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(TcpStream, SocketAddr)> {
+fn connect(
+    addrs: &[SocketAddr],
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<(TcpStream, SocketAddr)> {
     let mut last = None;
-    for a in addrs {
-        match TcpStream::connect_timeout(a, timeout) {
+    // With -source, only the server's addresses of the source's family can work.
+    let usable = addrs
+        .iter()
+        .filter(|a| source.is_none_or(|s| s.is_ipv4() == a.is_ipv4()));
+    for a in usable {
+        match net::tcp_connect(*a, source, timeout) {
             Ok(s) => return Ok((s, *a)),
             Err(e) => {
                 last = Some(Error::Connect {
@@ -73,7 +81,12 @@ fn connect(addrs: &[SocketAddr], timeout: Duration) -> Result<(TcpStream, Socket
             }
         }
     }
-    Err(last.unwrap_or(Error::Config("no address to connect to".into())))
+    Err(last.unwrap_or_else(|| {
+        Error::Config(match source {
+            Some(s) => format!("the server has no address of the same IP version as -source {s}"),
+            None => "no address to connect to".into(),
+        })
+    }))
 }
 
 fn random<const N: usize>() -> Result<[u8; N]> {
@@ -110,6 +123,7 @@ impl TestSession {
         let plan = Plan {
             count: self.spec.count,
             schedule: self.spec.schedule,
+            duration: self.spec.duration,
             loss_timeout: self.spec.loss_timeout,
             padding: self.padding as usize,
             layout: self.mode.test_layout(),
@@ -130,6 +144,9 @@ pub struct ControlClient {
     keys: Option<SessionKeys>,
     /// How long each control reply may take.
     timeout: Duration,
+    /// Local UDP ports for test sockets (`-test-ports`).
+    test_ports: Option<(u16, u16)>,
+    zero_addresses: bool,
     accepted: u32,
     started: u32,
 }
@@ -138,7 +155,7 @@ impl ControlClient {
     /// Connects and runs greeting → Set-Up-Response → Server-Start (RFC 4656 §3.1).
     pub fn setup(cfg: &ClientConfig) -> Result<ControlClient> {
         let addrs = resolve(&cfg.host, cfg.port, cfg.family)?;
-        let (stream, server) = connect(&addrs, cfg.connect_timeout)?;
+        let (stream, server) = connect(&addrs, cfg.source, cfg.connect_timeout)?;
         let _ = stream.set_nodelay(true);
         let local_ip = addr::unmap_ip(
             stream
@@ -211,6 +228,8 @@ impl ControlClient {
             mode,
             keys,
             timeout,
+            test_ports: cfg.test_ports,
+            zero_addresses: cfg.zero_addresses,
             accepted: 0,
             started: 0,
         })
@@ -227,25 +246,51 @@ impl ControlClient {
     /// Request-TW-Session → Accept-Session for one session (RFC 5357 §3.5): binds its test
     /// socket, and sends to the port the Server names.
     pub fn request(&mut self, spec: &SessionSpec, clock: &dyn Clock) -> Result<TestSession> {
+        let base = self.mode.test_layout().sender.base as u32;
+        let padding = match (spec.size, spec.padding) {
+            (Some(size), _) => size.checked_sub(base).ok_or_else(|| {
+                Error::Config(format!(
+                    "-size {size}: a {} mode test packet is at least {base} octets",
+                    self.mode
+                ))
+            })?,
+            (None, Some(p)) => p,
+            (None, None) => self.mode.test_layout().size_difference() as u32,
+        };
         let bind = SocketAddr::new(self.local_ip, 0);
-        let socket =
-            net::udp_socket(bind, TEST_RCVBUF).map_err(|e| Error::io(Op::Bind, Some(bind), e))?;
+        let socket = net::bind_test_port(self.local_ip, 0, self.test_ports, TEST_RCVBUF)
+            .map_err(|e| Error::io(Op::Bind, Some(bind), e))?;
+        let sockopt = |e| Error::io(Op::SetSockopt, Some(bind), e);
         if spec.dscp != 0 {
-            net::set_dscp(&socket, spec.dscp)
-                .map_err(|e| Error::io(Op::SetSockopt, Some(bind), e))?;
+            net::set_dscp(&socket, spec.dscp).map_err(sockopt)?;
+        }
+        if spec.ttl != net::TEST_TTL as u8 {
+            net::set_ttl(&socket, spec.ttl).map_err(sockopt)?;
+        }
+        if spec.df {
+            net::set_df(&socket).map_err(sockopt)?;
         }
         let local = socket
             .local_addr()
             .map_err(|e| Error::io(Op::Getsockname, Some(bind), e))?;
-        let padding = spec
-            .padding
-            .unwrap_or(self.mode.test_layout().size_difference() as u32);
+        // RFC 5357 §3.5: a zero Sender or Receiver Address means "the address of the control
+        // connection", which survives NAT where our own address would not.
+        let (sender_ip, receiver_ip) = if self.zero_addresses {
+            let any = if local.is_ipv4() {
+                IpAddr::from([0u8; 4])
+            } else {
+                IpAddr::from([0u16; 8])
+            };
+            (any, any)
+        } else {
+            (local.ip(), self.server.ip())
+        };
         let req = decide::build_request(&SessionRequest {
-            sender: local,
+            sender: SocketAddr::new(sender_ip, local.port()),
             // Ask for the same port number as ours, as twping does; the server may pick another.
-            receiver: SocketAddr::new(self.server.ip(), local.port()),
+            receiver: SocketAddr::new(receiver_ip, local.port()),
             padding,
-            start_time: clock.now(),
+            start_time: clock.now().plus(spec.start_delay),
             timeout: spec.loss_timeout,
             dscp: spec.dscp,
         });
@@ -352,8 +397,13 @@ fn measure(
     }
     cc.start()?;
     let start = Instant::now();
-    let (mut sessions, reports): (Vec<_>, Vec<_>) =
-        accepted.into_iter().map(|t| t.into_session(start)).unzip();
+    let (mut sessions, reports): (Vec<_>, Vec<_>) = accepted
+        .into_iter()
+        .map(|t| {
+            let delay = t.spec.start_delay;
+            t.into_session(start + delay)
+        })
+        .unzip();
     report.sessions = reports;
     let result = sender::run(&mut sessions, clock, stop, progress, || cc.check_open());
     // What was measured stays in the report, whatever happens next.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::cli::{Cli, FormatArg, ModeArg};
+use crate::cli::{Cli, FormatArg, ModeArg, ScheduleArg};
 use crate::control::{self, SecurityMode};
 use crate::error::{Error, Result};
 use crate::sender::Schedule;
@@ -178,14 +178,27 @@ pub enum Format {
 /// One test session as the Control-Client asks for it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionSpec {
+    /// The most packets to send.
     pub count: u32,
     pub schedule: Schedule,
+    /// Send for this long instead of `count` packets (`-duration`).
+    pub duration: Option<Duration>,
+    /// Wait this long after Start-Ack before the first packet (twping `-z`).
+    pub start_delay: Duration,
     /// How long to wait for late replies after the last packet; also the reflector's Timeout
     /// after Stop-Sessions (RFC 5357 §3.5).
     pub loss_timeout: Duration,
     /// None: the size difference of the chosen mode (27 or 64).
     pub padding: Option<u32>,
+    /// The whole UDP payload instead of `padding` (`-size`): padding = size − the mode's
+    /// sender base, worked out once the mode is known.
+    pub size: Option<u32>,
+    /// DSCP of the test packets both ways (RFC 2474), also in the Type-P Descriptor.
     pub dscp: u8,
+    /// TTL / Hop Limit of our test packets (255: hops can be counted as 255 − TTL).
+    pub ttl: u8,
+    /// Don't Fragment on our test packets.
+    pub df: bool,
 }
 
 impl Default for SessionSpec {
@@ -195,9 +208,14 @@ impl Default for SessionSpec {
             schedule: Schedule::Periodic {
                 interval: DEFAULT_INTERVAL,
             },
+            duration: None,
+            start_delay: Duration::ZERO,
             loss_timeout: DEFAULT_LOSS_TIMEOUT,
             padding: None,
+            size: None,
             dscp: 0,
+            ttl: crate::net::TEST_TTL as u8,
+            df: false,
         }
     }
 }
@@ -211,6 +229,12 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// The test sessions to run on one control connection, at the same time (one by default).
     pub sessions: Vec<SessionSpec>,
+    /// Local address for the control connection and the test sockets (`-source`).
+    pub source: Option<IpAddr>,
+    /// Local UDP ports for the test sockets (`-test-ports`).
+    pub test_ports: Option<(u16, u16)>,
+    /// Zero Sender and Receiver Address in Request-TW-Session (NAT; twping `-Z`).
+    pub zero_addresses: bool,
     pub auth: Vec<SecurityMode>,
     pub user: Option<String>,
     pub secret: Option<Zeroizing<Vec<u8>>>,
@@ -233,6 +257,9 @@ impl Default for ClientConfig {
             family: Family::Any,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             sessions: vec![SessionSpec::default()],
+            source: None,
+            test_ports: None,
+            zero_addresses: false,
             auth: SecurityMode::STRICTEST_FIRST.to_vec(),
             user: None,
             secret: None,
@@ -251,20 +278,15 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    /// The first (or only) session: what single-session defaults and flags refer to.
-    pub fn session(&self) -> &SessionSpec {
-        static DEFAULT: std::sync::OnceLock<SessionSpec> = std::sync::OnceLock::new();
-        self.sessions
-            .first()
-            .unwrap_or_else(|| DEFAULT.get_or_init(SessionSpec::default))
-    }
-
     /// How long the run is expected to take without control overhead: the longest session's
     /// sending time plus its loss timeout.
     pub fn expected_duration(&self) -> Duration {
         self.sessions
             .iter()
-            .map(|s| s.schedule.span(s.count) + s.loss_timeout)
+            .map(|s| {
+                let sending = s.duration.unwrap_or_else(|| s.schedule.span(s.count));
+                s.start_delay + sending + s.loss_timeout
+            })
             .max()
             .unwrap_or_default()
     }
@@ -430,6 +452,16 @@ impl ServerConfig {
                 ("-header", cli.header.is_some()),
                 ("-histogram", cli.histogram.is_some()),
                 ("-connect-timeout", cli.connect_timeout.is_some()),
+                ("a positional HOST", cli.target.is_some()),
+                ("-schedule", cli.schedule.is_some()),
+                ("-duration", cli.duration.is_some()),
+                ("-start-delay", cli.start_delay.is_some()),
+                ("-size", cli.size.is_some()),
+                ("-df", cli.df.is_some()),
+                ("-ttl", cli.ttl.is_some()),
+                ("-source", cli.source.is_some()),
+                ("-zero-addresses", cli.zero_addresses.is_some()),
+                ("-sessions", cli.sessions.is_some()),
             ],
         )?;
         if cli.pidfile.is_some() && cli.daemon != Some(true) {
@@ -516,7 +548,6 @@ impl ClientConfig {
                 ("-pidfile", cli.pidfile.is_some()),
                 ("-refwait", cli.refwait.is_some()),
                 ("-servwait", cli.servwait.is_some()),
-                ("-test-ports", cli.test_ports.is_some()),
                 ("-modes", cli.modes.is_some()),
                 ("-pbkdf2-count", cli.pbkdf2_count.is_some()),
                 ("-max-connections", cli.max_connections.is_some()),
@@ -526,10 +557,19 @@ impl ClientConfig {
                 ),
             ],
         )?;
-        let server = cli
-            .server
-            .as_deref()
-            .ok_or_else(|| Error::Config("-mode client needs -server HOST[:PORT]".into()))?;
+        let server = match (&cli.server, &cli.target) {
+            (Some(s), None) | (None, Some(s)) => s.as_str(),
+            (Some(_), Some(t)) => {
+                return Err(Error::Config(format!(
+                    "the server is given twice: -server and '{t}'"
+                )))
+            }
+            (None, None) => {
+                return Err(Error::Config(
+                    "-mode client needs -server HOST[:PORT] (or HOST[:PORT] alone)".into(),
+                ))
+            }
+        };
         let (host, port) = split_host_port(server, cli.port.unwrap_or(DEFAULT_CONTROL_PORT))
             .map_err(|e| Error::Config(format!("-server: {e}")))?;
         let family = match (cli.ipv4, cli.ipv6) {
@@ -616,17 +656,58 @@ impl ClientConfig {
             FormatArg::Packets => Format::Packets,
             FormatArg::Twping => Format::Twping,
         };
+        let schedule = match cli.schedule {
+            None | Some(ScheduleArg::Periodic) => Schedule::Periodic { interval },
+            Some(ScheduleArg::Poisson) => Schedule::Poisson { mean: interval },
+        };
+        let duration = match &cli.duration {
+            Some(d) => {
+                let d = parse_duration(d).map_err(|e| Error::Config(format!("-duration: {e}")))?;
+                if d.is_zero() {
+                    return Err(Error::Config("-duration: must be longer than 0".into()));
+                }
+                Some(d)
+            }
+            None => None,
+        };
+        // With -duration, -c caps the count (default: as many as the cap on memory allows).
+        let count = match (duration, cli.count) {
+            (Some(_), None) => MAX_COUNT,
+            _ => count,
+        };
+        let source = match &cli.source {
+            Some(a) => Some(
+                a.parse::<IpAddr>()
+                    .map_err(|_| Error::Config(format!("-source: '{a}' is not an IP address")))?,
+            ),
+            None => None,
+        };
+        let test_ports = match &cli.test_ports {
+            Some(r) => {
+                Some(parse_port_range(r).map_err(|e| Error::Config(format!("-test-ports: {e}")))?)
+            }
+            None => None,
+        };
+        let spec = SessionSpec {
+            count,
+            schedule,
+            duration,
+            start_delay: dur(&cli.start_delay, Duration::ZERO, "start-delay")?,
+            loss_timeout: dur(&cli.timeout, DEFAULT_LOSS_TIMEOUT, "timeout")?,
+            padding: cli.padding,
+            size: cli.size,
+            dscp,
+            ttl: cli.ttl.unwrap_or(crate::net::TEST_TTL as u8),
+            df: cli.df.unwrap_or(false),
+        };
         Ok(ClientConfig {
             host,
             port,
             family,
-            sessions: vec![SessionSpec {
-                count,
-                schedule: Schedule::Periodic { interval },
-                loss_timeout: dur(&cli.timeout, DEFAULT_LOSS_TIMEOUT, "timeout")?,
-                padding: cli.padding,
-                dscp,
-            }],
+            sessions: vec![spec; cli.sessions.unwrap_or(1) as usize],
+            source,
+            test_ports,
+            zero_addresses: cli.zero_addresses.unwrap_or(false),
             connect_timeout: dur(
                 &cli.connect_timeout,
                 DEFAULT_CONNECT_TIMEOUT,
@@ -696,5 +777,108 @@ mod tests {
         assert!(KeyFile::parse("user zz").is_err());
         assert!(KeyFile::parse("user").is_err());
         assert!(KeyFile::parse("user 0a 0b").is_err());
+    }
+
+    fn client(args: &[&str]) -> Result<ClientConfig> {
+        let mut v = vec!["twamp", "-mode", "client"];
+        v.extend_from_slice(args);
+        let cli = Cli::try_from_args(v).map_err(|e| Error::Config(e.to_string()))?;
+        ClientConfig::from_cli(&cli)
+    }
+
+    #[test]
+    fn session_knobs_reach_every_session() {
+        let c = client(&[
+            "192.0.2.1:8620",
+            "-sessions",
+            "3",
+            "-schedule",
+            "poisson",
+            "-i",
+            "10ms",
+            "-dscp",
+            "EF",
+            "-size",
+            "1400",
+            "-ttl",
+            "64",
+            "-df",
+            "-start-delay",
+            "1s",
+            "-duration",
+            "5s",
+            "-source",
+            "192.0.2.9",
+            "-test-ports",
+            "9000-9010",
+            "-zero-addresses",
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port),
+            ("192.0.2.1", 8620),
+            "positional HOST:PORT"
+        );
+        assert_eq!(c.sessions.len(), 3);
+        for s in &c.sessions {
+            assert_eq!(
+                s.schedule,
+                Schedule::Poisson {
+                    mean: Duration::from_millis(10)
+                }
+            );
+            assert_eq!((s.dscp, s.size, s.ttl, s.df), (46, Some(1400), 64, true));
+            assert_eq!(s.start_delay, Duration::from_secs(1));
+            assert_eq!(s.duration, Some(Duration::from_secs(5)));
+            assert_eq!(
+                s.count, MAX_COUNT,
+                "-duration without -c: the count is only a cap"
+            );
+        }
+        assert_eq!(c.source, Some("192.0.2.9".parse().unwrap()));
+        assert_eq!(c.test_ports, Some((9000, 9010)));
+        assert!(c.zero_addresses);
+    }
+
+    #[test]
+    fn the_server_is_given_once() {
+        assert!(client(&["-server", "a", "b"]).is_err());
+        assert!(client(&[]).is_err());
+        assert_eq!(client(&["b"]).unwrap().host, "b");
+        assert!(
+            client(&["-size", "100", "-padding", "3", "h"]).is_err(),
+            "-size or -padding"
+        );
+    }
+
+    #[test]
+    fn dscp_names_and_numbers() {
+        use crate::cli::parse_dscp;
+        for (name, v) in [
+            ("EF", 46),
+            ("ef", 46),
+            ("AF11", 10),
+            ("AF12", 12),
+            ("AF13", 14),
+            ("AF21", 18),
+            ("AF41", 34),
+            ("AF43", 38),
+            ("CS0", 0),
+            ("CS1", 8),
+            ("CS6", 48),
+            ("CS7", 56),
+            ("VA", 44),
+            ("LE", 1),
+            ("DF", 0),
+            ("46", 46),
+            ("0x2e", 46),
+            ("056", 46),
+            ("63", 63),
+        ] {
+            assert_eq!(parse_dscp(name), Ok(v), "{name}");
+        }
+        for bad in ["64", "AF44", "AF51", "CS8", "E F", "", "-1", "0x40"] {
+            assert!(parse_dscp(bad).is_err(), "{bad}");
+        }
     }
 }

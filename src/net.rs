@@ -227,6 +227,75 @@ pub fn set_dscp(socket: &UdpSocket, dscp: u8) -> io::Result<()> {
     }
 }
 
+/// Sets the TTL / Hop Limit of outgoing packets (both options on a dual-stack socket).
+pub fn set_ttl(socket: &UdpSocket, ttl: u8) -> io::Result<()> {
+    let s = socket2::SockRef::from(socket);
+    if socket.local_addr()?.is_ipv6() {
+        let _ = s.set_ttl_v4(u32::from(ttl)); // fails harmlessly on a v6-only socket
+        s.set_unicast_hops_v6(u32::from(ttl))
+    } else {
+        s.set_ttl_v4(u32::from(ttl))
+    }
+}
+
+/// Sets Don't Fragment on outgoing packets: IPv4's DF bit through IP_MTU_DISCOVER =
+/// IP_PMTUDISC_DO (the kernel then also refuses datagrams above the path MTU, EMSGSIZE), and
+/// IPV6_DONTFRAG on IPv6 sockets, where only the sender may fragment at all.
+pub fn set_df(socket: &UdpSocket) -> io::Result<()> {
+    let v6 = socket.local_addr()?.is_ipv6();
+    let v4 = set_pmtudisc_do(socket);
+    if v6 {
+        // On a v6-only socket the IPv4 option fails; the IPv6 one is what matters there.
+        nsock::setsockopt(socket, sockopt::Ipv6DontFrag, &true).map_err(io::Error::from)
+    } else {
+        v4
+    }
+}
+
+#[allow(unsafe_code)]
+fn set_pmtudisc_do(socket: &UdpSocket) -> io::Result<()> {
+    let value: libc::c_int = libc::IP_PMTUDISC_DO;
+    // SAFETY: neither nix nor socket2 wraps IP_MTU_DISCOVER. The descriptor is open for the
+    // call (we hold a borrow of its owner), and the option value is a live c_int whose size we
+    // pass.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A TCP connection to `to`, from `source` when given, within `timeout`.
+pub fn tcp_connect(
+    to: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> io::Result<std::net::TcpStream> {
+    let Some(src) = source else {
+        return std::net::TcpStream::connect_timeout(&to, timeout);
+    };
+    let s = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
+    // An IPv4 source for an IPv6 destination (or the reverse) cannot work; say so plainly.
+    if src.is_ipv4() != to.is_ipv4() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("source {src} and server {to} are of different IP versions"),
+        ));
+    }
+    s.bind(&SocketAddr::new(src, 0).into())?;
+    s.connect_timeout(&to.into(), timeout)?;
+    Ok(s.into())
+}
+
 /// Binds a test socket on `local`: the requested port when it is free, else a port from
 /// `range` (tried from a random start), else any port the OS gives.
 pub fn bind_test_port(

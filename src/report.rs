@@ -25,6 +25,8 @@ pub struct SessionReport {
     /// Padding Length requested.
     pub padding: u32,
     pub dscp: u8,
+    /// TTL our test packets were sent with.
+    pub ttl: u8,
     pub count: u32,
     pub schedule: Schedule,
     pub loss_timeout: Duration,
@@ -50,6 +52,7 @@ impl SessionReport {
             reflector,
             padding,
             dscp: spec.dscp,
+            ttl: spec.ttl,
             count: spec.count,
             schedule: spec.schedule,
             loss_timeout: spec.loss_timeout,
@@ -61,7 +64,7 @@ impl SessionReport {
 
     /// Takes the session's outcome and computes its summary.
     pub fn finish(&mut self, outcome: Outcome) {
-        self.summary = stats::summarize(&outcome.sent, &outcome.replies);
+        self.summary = stats::summarize_ttl(&outcome.sent, &outcome.replies, self.ttl);
         self.problems = stats::peer_problems(&outcome.sent, &outcome.replies);
         if self.sid.0 == [0; 16] {
             self.problems.insert(0, PeerProblem::ZeroSid);
@@ -74,11 +77,9 @@ impl SessionReport {
         stats::per_packet(&self.outcome.sent, &self.outcome.replies)
     }
 
-    /// The interval of a periodic schedule.
+    /// The interval of a periodic schedule, the mean gap of a Poisson one.
     pub fn interval(&self) -> Duration {
-        match self.schedule {
-            Schedule::Periodic { interval } => interval,
-        }
+        self.schedule.mean_interval()
     }
 }
 

@@ -25,31 +25,89 @@ use crate::stats::{Reply, Sent};
 use crate::time::{Clock, Timestamp};
 use crate::wire::{ReflectorPacket, SenderPacket, TestLayout};
 
-/// When each test packet is due, as an offset from the session's start.
+/// When each test packet is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
     /// Every `interval`, from offset 0 (RFC 3432 periodic streams).
     Periodic { interval: Duration },
+    /// Exponentially distributed gaps with mean `mean` (a Poisson stream, RFC 2330 §11.1.1;
+    /// twping's `-i 0.1e`), from offset 0.
+    Poisson { mean: Duration },
 }
 
 impl Schedule {
-    /// The planned send offset of packet `k` (0-based) from the session's start.
-    pub fn offset(&self, k: u32) -> Duration {
-        match self {
-            Schedule::Periodic { interval } => interval.saturating_mul(k),
+    /// The mean gap between packets.
+    pub fn mean_interval(&self) -> Duration {
+        match *self {
+            Schedule::Periodic { interval } => interval,
+            Schedule::Poisson { mean } => mean,
         }
     }
 
-    /// How long a session of `count` packets sends for (the offset of its last packet).
+    /// How long a session of `count` packets sends for, on average (the offset of its last
+    /// packet).
     pub fn span(&self, count: u32) -> Duration {
-        self.offset(count.saturating_sub(1))
+        self.mean_interval().saturating_mul(count.saturating_sub(1))
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Schedule::Periodic { .. } => "periodic",
+            Schedule::Poisson { .. } => "poisson",
+        }
+    }
+}
+
+/// The planned send offsets of a [`Schedule`], one packet after the other.
+#[derive(Debug, Clone)]
+pub struct Offsets {
+    schedule: Schedule,
+    rng: fastrand::Rng,
+    /// The offset of the packet due next.
+    next: Duration,
+    /// Packets whose offsets were handed out.
+    k: u32,
+}
+
+impl Offsets {
+    pub fn new(schedule: Schedule, seed: u64) -> Self {
+        Offsets {
+            schedule,
+            rng: fastrand::Rng::with_seed(seed),
+            next: Duration::ZERO,
+            k: 0,
+        }
+    }
+
+    /// The offset of the packet due next.
+    pub fn peek(&self) -> Duration {
+        self.next
+    }
+
+    /// Moves on to the next packet.
+    pub fn advance(&mut self) {
+        self.k += 1;
+        self.next = match self.schedule {
+            // From k, not by adding: no drift from rounding however long the run.
+            Schedule::Periodic { interval } => interval.saturating_mul(self.k),
+            Schedule::Poisson { mean } => {
+                // Inverse transform: −ln(U) · mean is exponential for U uniform in (0, 1].
+                let u = 1.0 - self.rng.f64();
+                let gap = (-u.ln() * mean.as_secs_f64()).min(3600.0);
+                self.next.saturating_add(Duration::from_secs_f64(gap))
+            }
+        };
     }
 }
 
 /// What to send in one test session.
 pub struct Plan {
+    /// The most packets to send.
     pub count: u32,
     pub schedule: Schedule,
+    /// Send only packets planned within this long from the start (`-duration`); `None`: all
+    /// `count`.
+    pub duration: Option<Duration>,
     /// How long to wait for late replies after the last packet.
     pub loss_timeout: Duration,
     /// Padding octets after the sender base.
@@ -74,6 +132,9 @@ pub struct Outcome {
     pub last_send: Option<SystemTime>,
     /// Set when the run was interrupted (SIGINT/SIGTERM) before the plan was done.
     pub interrupted: bool,
+    /// How late each packet left against its planned time, in nanoseconds (capped at
+    /// `u32::MAX`, about 4.3 s), in send order.
+    pub late_ns: Vec<u32>,
 }
 
 /// Why a received datagram did not become a [`Reply`].
@@ -104,6 +165,7 @@ pub struct Sender {
     /// The reflector: replies are taken from this address only.
     reflector: SocketAddr,
     start: Instant,
+    offsets: Offsets,
     /// The packet being built: header rewritten per packet, padding made once.
     packet: Vec<u8>,
     next: u32,
@@ -125,12 +187,20 @@ const LINGER_MIN: Duration = Duration::from_millis(10);
 impl Sender {
     /// A sender whose packet 0 is due at `start`.
     pub fn new(plan: Plan, reflector: SocketAddr, start: Instant) -> Self {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Self::with_seed(plan, reflector, start, u64::from_le_bytes(seed))
+    }
+
+    /// As [`Sender::new`], with the Poisson schedule's random seed given (for tests).
+    pub fn with_seed(plan: Plan, reflector: SocketAddr, start: Instant, seed: u64) -> Self {
         let s = plan.layout.sender;
         let mut packet = vec![0u8; s.base + plan.padding];
         // Padding is random, as twping's is, so no compression on the path can shrink it
         // (RFC 4656 §4.1.2 asks for pseudo-random padding). Made once; reused for every packet.
         let _ = getrandom::fill(&mut packet[s.base..]);
         Sender {
+            offsets: Offsets::new(plan.schedule, seed),
             plan,
             reflector: addr::unmap(reflector),
             start,
@@ -160,7 +230,22 @@ impl Sender {
 
     /// When the next packet is due; `None` once every packet has been sent.
     pub fn next_due(&self) -> Option<Instant> {
-        (self.next < self.plan.count).then(|| self.start + self.plan.schedule.offset(self.next))
+        let offset = self.offsets.peek();
+        let within = self.plan.duration.is_none_or(|d| offset < d);
+        (self.next < self.plan.count && within).then(|| self.start + offset)
+    }
+
+    /// Packets the plan will send: `count`, or fewer when a duration ends it first (for a
+    /// Poisson schedule, the expected number).
+    pub fn planned(&self) -> u32 {
+        match self.plan.duration {
+            None => self.plan.count,
+            Some(d) => {
+                let mean = self.plan.schedule.mean_interval().as_secs_f64().max(1e-9);
+                let n = (d.as_secs_f64() / mean).ceil().min(f64::from(u32::MAX)) as u32;
+                n.clamp(1, self.plan.count)
+            }
+        }
     }
 
     /// Packets sent so far.
@@ -204,7 +289,7 @@ impl Sender {
     /// # Panics
     /// If `buf` is shorter than [`Sender::packet_len`], or every packet was sent already.
     pub fn emit(&mut self, now: Instant, clock: &dyn Clock, buf: &mut [u8]) -> Result<usize> {
-        assert!(self.next < self.plan.count, "emit after the last packet");
+        let due = self.next_due().expect("emit after the last packet");
         let s = self.plan.layout.sender;
         let len = self.packet.len();
         let out = &mut buf[..len];
@@ -229,11 +314,16 @@ impl Sender {
             t1: p.timestamp,
             t1_err: p.error_estimate,
         });
+        let late = now.saturating_duration_since(due).as_nanos();
+        self.outcome
+            .late_ns
+            .push(u32::try_from(late).unwrap_or(u32::MAX));
         if self.next == 0 {
             self.outcome.first_send = Some(SystemTime::now());
         }
         self.next += 1;
-        if self.next == self.plan.count {
+        self.offsets.advance();
+        if self.next_due().is_none() {
             self.done_sending_at = Some(now);
             self.outcome.last_send = Some(SystemTime::now());
         }
@@ -259,7 +349,7 @@ impl Sender {
                 // linger longer, never past the loss timeout).
                 let rtt = reply.t4.diff_nanos(reply.t1).clamp(0, i64::MAX) as u64;
                 self.max_rtt = self.max_rtt.max(Duration::from_nanos(rtt));
-                if self.next == self.plan.count && self.outstanding() == 0 {
+                if self.done_sending_at.is_some() && self.outstanding() == 0 {
                     self.all_back_at.get_or_insert(now);
                 }
                 self.outcome.replies.push(reply);
@@ -365,7 +455,7 @@ impl Progress {
         for s in sessions {
             let x = &s.sender;
             p.sent += u64::from(x.sent());
-            p.planned += u64::from(x.plan().count);
+            p.planned += u64::from(x.planned().max(x.sent()));
             p.received += u64::from(x.answered());
             match x.wait_until() {
                 Some(until) if !x.is_done(now) => {
@@ -388,6 +478,10 @@ const WATCH_EVERY: Duration = Duration::from_millis(100);
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// The longest a wait lasts, so the stop flag is seen promptly.
 const MAX_WAIT: Duration = Duration::from_millis(200);
+/// How long before a packet is due the loop stops sleeping and polls without blocking. A
+/// ppoll wake-up comes tens of microseconds late even with the timer slack at 1 ns; twping
+/// likewise does not sleep when the next send is under a millisecond away.
+const SPIN_AHEAD: Duration = Duration::from_micros(100);
 
 /// Runs every session's schedule on its socket until each is done (all sent, and all back or
 /// its loss timeout over), `stop` is set, or `watch` fails.
@@ -416,6 +510,10 @@ pub fn run(
         s.socket
             .set_read_timeout(Some(Duration::from_millis(1)))
             .map_err(|e| Error::io(Op::SetSockopt, Some(s.sender.reflector()), e))?;
+    }
+    // The kernel's default timer slack (50 µs) would make every wake-up that late.
+    if let Err(e) = nix::sys::prctl::set_timerslack(1) {
+        log::debug!("cannot set the timer slack: {e}");
     }
     let mut last_progress = Instant::now();
     let mut last_watch = Instant::now();
@@ -451,14 +549,27 @@ pub fn run(
         if sessions.iter().all(|s| s.sender.is_done(now)) {
             return Ok(());
         }
-        // Sleep until the next packet is due or the earliest wait ends, whichever first.
-        let until = sessions
+        // Sleep until shortly before the next packet is due, or until the earliest wait for
+        // late replies ends, whichever first; close to a send, only poll.
+        let next_send = sessions.iter().filter_map(|s| s.sender.next_due()).min();
+        let next_end = sessions
             .iter()
-            .filter(|s| !s.sender.is_done(now))
-            .filter_map(|s| s.sender.next_due().or(s.sender.wait_until()))
+            .filter(|s| !s.sender.is_done(now) && s.sender.next_due().is_none())
+            .filter_map(|s| s.sender.wait_until())
+            .min();
+        let to_send = next_send.map(|t| t.saturating_duration_since(now));
+        let wait = match to_send {
+            Some(d) if d <= SPIN_AHEAD => Duration::ZERO,
+            _ => [
+                to_send.map(|d| d - SPIN_AHEAD),
+                next_end.map(|t| t.saturating_duration_since(now)),
+                Some(MAX_WAIT),
+            ]
+            .into_iter()
+            .flatten()
             .min()
-            .unwrap_or(now);
-        let wait = until.saturating_duration_since(now).min(MAX_WAIT);
+            .unwrap_or(MAX_WAIT),
+        };
         let ready = net::wait_readable_any(sessions.iter().map(|s| &s.socket), wait)
             .map_err(|e| Error::io(Op::Poll, None, e))?;
         for (s, is_ready) in sessions.iter_mut().zip(ready) {
@@ -513,11 +624,62 @@ mod tests {
             schedule: Schedule::Periodic {
                 interval: Duration::from_millis(interval_ms),
             },
+            duration: None,
             loss_timeout: Duration::from_secs(2),
             padding: 27,
             layout: TestLayout::OPEN,
             cipher: None,
         }
+    }
+
+    #[test]
+    fn poisson_gaps_are_exponential_with_the_asked_mean() {
+        let mean = Duration::from_millis(10);
+        let mut o = Offsets::new(Schedule::Poisson { mean }, 42);
+        let mut gaps = Vec::new();
+        for _ in 0..20_000 {
+            let before = o.peek();
+            o.advance();
+            gaps.push((o.peek() - before).as_secs_f64());
+        }
+        let n = gaps.len() as f64;
+        let m = gaps.iter().sum::<f64>() / n;
+        assert!((m - 0.010).abs() < 0.010 * 0.03, "mean gap {m}");
+        // Exponential: the standard deviation equals the mean, and P(gap > mean) = 1/e.
+        let sd = (gaps.iter().map(|g| (g - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        assert!((sd / m - 1.0).abs() < 0.05, "sd/mean {}", sd / m);
+        let over = gaps.iter().filter(|g| **g > 0.010).count() as f64 / n;
+        assert!((over - (-1f64).exp()).abs() < 0.02, "P(gap > mean) {over}");
+        // The same seed gives the same stream; another seed another.
+        let first = |seed| {
+            let mut o = Offsets::new(Schedule::Poisson { mean }, seed);
+            o.advance();
+            o.peek()
+        };
+        assert_eq!(first(7), first(7));
+        assert_ne!(first(7), first(8));
+    }
+
+    #[test]
+    fn a_duration_ends_the_schedule_before_the_count() {
+        let t0 = Instant::now();
+        let clock = FakeClock::at(Timestamp::new(100, 0));
+        let mut p = plan(1000, 10);
+        p.duration = Some(Duration::from_millis(35));
+        let mut s = Sender::new(p, REFLECTOR.parse().unwrap(), t0);
+        assert_eq!(s.planned(), 4);
+        let mut buf = [0u8; 64];
+        while let Some(due) = s.next_due() {
+            s.emit(due + Duration::from_micros(3), &clock, &mut buf)
+                .unwrap();
+        }
+        assert_eq!(s.sent(), 4, "offsets 0, 10, 20, 30 ms fall within 35 ms");
+        assert_eq!(
+            s.outcome().late_ns,
+            vec![3000; 4],
+            "lateness against the plan"
+        );
+        assert!(s.wait_until().is_some());
     }
 
     /// The reflection of sender packet `sent` (as emitted), reflector number `rseq`.

@@ -578,11 +578,12 @@ fn variation(
     }
 }
 
-fn hops(values: impl IntoIterator<Item = u8>) -> Option<Hops> {
+/// Hop counts from received TTLs of packets sent with `initial` TTL: initial − TTL (0 for a
+/// TTL above `initial`, which only a rewriting middlebox produces).
+fn hops(initial: u8, values: impl IntoIterator<Item = u8>) -> Option<Hops> {
     let mut counts = BTreeMap::<u8, u64>::new();
     for ttl in values {
-        // Hops = 255 − TTL; a u8 TTL can never exceed 255.
-        *counts.entry(u8::MAX - ttl).or_insert(0) += 1;
+        *counts.entry(initial.saturating_sub(ttl)).or_insert(0) += 1;
     }
     Some(Hops {
         min: *counts.keys().next()?,
@@ -615,6 +616,12 @@ fn ipdv_by_position(samples: &[Sample<'_>], f: impl Fn(&Delays) -> i64) -> Vec<i
 /// Computes the session [`Summary`]. Replies whose Sender Sequence Number is not in `sent` are
 /// counted in `unexpected` and otherwise ignored. Never panics.
 pub fn summarize(sent: &[Sent], replies: &[Reply]) -> Summary {
+    summarize_ttl(sent, replies, u8::MAX)
+}
+
+/// [`summarize`] for test packets sent with TTL `sent_ttl` rather than 255: forward hops are
+/// then `sent_ttl` − Sender TTL. (The reflector always answers with 255.)
+pub fn summarize_ttl(sent: &[Sent], replies: &[Reply], sent_ttl: u8) -> Summary {
     let m = Matched::new(sent, replies);
     let samples = m.samples(); // send order
     let mut by_arrival = samples.clone();
@@ -790,8 +797,8 @@ pub fn summarize(sent: &[Sent], replies: &[Reply]) -> Summary {
         rtt_variation,
         forward_variation,
         backward_variation,
-        hops_forward: hops(samples.iter().map(|s| s.reply.sender_ttl)),
-        hops_backward: hops(samples.iter().filter_map(|s| s.reply.ttl)),
+        hops_forward: hops(sent_ttl, samples.iter().map(|s| s.reply.sender_ttl)),
+        hops_backward: hops(u8::MAX, samples.iter().filter_map(|s| s.reply.ttl)),
     }
 }
 
@@ -1389,6 +1396,12 @@ mod tests {
         r[1].t2_err = ErrorEstimate(0x8201);
         r[2].t4_err = ErrorEstimate(0x8101);
         let sum = summarize(&s, &r);
+        let low = summarize_ttl(&s, &r, 252);
+        assert_eq!(
+            low.hops_forward.as_ref().map(|h| (h.min, h.max)),
+            Some((2, 4)),
+            "sent with TTL 252: 252 − 250 and 252 − 248"
+        );
         let fwd = sum.hops_forward.unwrap();
         assert_eq!((fwd.min, fwd.max, fwd.counts), (5, 7, vec![(5, 1), (7, 2)]));
         let bck = sum.hops_backward.unwrap();

@@ -287,6 +287,13 @@ pub struct FakeClock {
     pub estimate: u16,
 }
 
+impl Timestamp {
+    /// This time plus `d` (wrapping at the NTP era, as the format does).
+    pub fn plus(self, d: Duration) -> Timestamp {
+        Timestamp(self.0.wrapping_add(Timestamp::from_duration(d).0))
+    }
+}
+
 impl FakeClock {
     pub fn at(t: Timestamp) -> Self {
         FakeClock {
@@ -301,9 +308,7 @@ impl FakeClock {
 
     /// Moves the clock forward by `d`.
     pub fn advance(&self, d: Duration) {
-        let step = Timestamp::from_duration(d).0;
-        self.now
-            .fetch_add(step, std::sync::atomic::Ordering::SeqCst);
+        self.set(self.now().plus(d));
     }
 }
 

@@ -238,7 +238,7 @@ fn usage_errors_name_the_flag_as_typed_in_plain_words() {
         ),
         (
             &["-dscp", "64"],
-            "-dscp: '64' is not a DSCP (a whole number from 0 to 63)",
+            "-dscp: '64' is not a DSCP (a name such as EF, AF41, CS5, VA, LE, or a number from 0 to 63)",
         ),
         (
             &["-port", "70000"],

@@ -24,7 +24,7 @@ fn spec(count: u32, interval_ms: u64, padding: Option<u32>) -> SessionSpec {
         },
         loss_timeout: Duration::from_millis(500),
         padding,
-        dscp: 0,
+        ..SessionSpec::default()
     }
 }
 

@@ -118,6 +118,7 @@ fn run(fwd: Impairment, bck: Impairment) -> Run {
     let plan = Plan {
         count: COUNT,
         schedule: Schedule::Periodic { interval: INTERVAL },
+        duration: None,
         loss_timeout: LOSS_TIMEOUT,
         padding: PADDING,
         layout: TestLayout::OPEN,

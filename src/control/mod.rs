@@ -111,10 +111,18 @@ impl FromStr for SecurityMode {
     }
 }
 
-/// Parses a comma-separated list of modes, keeping its order (duplicates dropped).
+/// Parses a comma-separated list of modes, keeping its order (duplicates dropped). twping's
+/// letters work too: `AEO` is authenticated, encrypted, open, in that order of preference.
 pub fn parse_mode_list(s: &str) -> Result<Vec<SecurityMode>, String> {
+    let t = s.trim();
+    let letters = !t.contains(',') && t.len() > 1 && t.chars().all(|c| "AEOMaeom".contains(c));
+    let parts: Vec<String> = if letters {
+        t.chars().map(String::from).collect()
+    } else {
+        t.split(',').map(str::to_string).collect()
+    };
     let mut out = Vec::new();
-    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+    for part in parts.iter().filter(|p| !p.trim().is_empty()) {
         let m: SecurityMode = part.parse()?;
         if !out.contains(&m) {
             out.push(m);
@@ -172,6 +180,20 @@ mod tests {
             vec![SecurityMode::Encrypted, SecurityMode::Open]
         );
         assert!(parse_mode_list("open,bogus").is_err());
+        // twping's -A letters, in their order of preference.
+        assert_eq!(
+            parse_mode_list("AEO").unwrap(),
+            vec![
+                SecurityMode::Authenticated,
+                SecurityMode::Encrypted,
+                SecurityMode::Open
+            ]
+        );
+        assert_eq!(
+            parse_mode_list("eo").unwrap(),
+            vec![SecurityMode::Encrypted, SecurityMode::Open]
+        );
+        assert!(parse_mode_list("AEX").is_err());
         assert!(parse_mode_list("").is_err());
         assert_eq!(
             modes_of(&[SecurityMode::Open, SecurityMode::Mixed]),
