@@ -10,6 +10,7 @@
 //! | RFC 5357 §3 | control decisions (modes, Accept codes, message order) | [`control`] |
 //! | RFC 5357 §4.2 | the Session-Reflector | [`reflector`] |
 //! | RFC 5357 §4.1 | the Session-Sender | [`sender`] |
+//! | - | SVG pictures of a run and of saved records (cargo feature `plot`) | `plot` |
 //!
 //! `wire`, `time`, `control`, `stats` and the core of `reflector` are pure: no sockets, no clock
 //! of their own. `net`, `server`, `client` and the loops in `reflector` and `sender` are the
@@ -27,6 +28,8 @@ pub mod error;
 pub mod logging;
 pub mod net;
 pub mod output;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod reflector;
 pub mod sender;
 pub mod server;
