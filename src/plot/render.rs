@@ -44,6 +44,8 @@ const LOST_TICK: i32 = 11;
 const MAX_BINS: usize = 48;
 
 const FONT: &str = "sans-serif";
+/// Font size of legend lines (plotters' units: the SVG gets size / 1.24 pixels).
+const LEGEND_FONT: f64 = 14.0;
 const RTT_COLOR: RGBColor = RGBColor(31, 119, 180);
 const LOST_COLOR: RGBColor = RGBColor(214, 39, 40);
 const FORWARD_COLOR: RGBColor = RGBColor(230, 120, 0);
@@ -314,6 +316,39 @@ impl<'a> Prepared<'a> {
         }
     }
 
+    /// Ticks for a wall-clock axis: (x, label) on round minutes or hours in the records' UTC
+    /// offset, at most nine. `None` for a packet session (plotters' ticks serve).
+    fn clock_ticks(&self) -> Option<Vec<(f64, String)>> {
+        let Samples::Runs { utc_offset_secs } = self.s.samples else {
+            return None;
+        };
+        const STEPS: [f64; 14] = [
+            60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10_800.0, 21_600.0, 43_200.0,
+            86_400.0, 172_800.0, 604_800.0,
+        ];
+        let (lo, hi) = self.x_range;
+        let span = hi - lo;
+        let step = STEPS
+            .iter()
+            .copied()
+            .find(|s| span / s <= 8.0)
+            .unwrap_or(span / 8.0);
+        if !(step > 0.0) || !step.is_finite() {
+            return Some(Vec::new());
+        }
+        // Local time of x = lo, then the first multiple of `step` at or after it (multiples of
+        // a day fall on local midnight, since local time is UTC shifted by the offset).
+        let local = self.t0 + lo + f64::from(utc_offset_secs);
+        let first = (local / step).ceil() * step - (self.t0 + f64::from(utc_offset_secs));
+        Some(
+            (0..=9)
+                .map(|k| first + step * f64::from(k))
+                .take_while(|&x| x <= hi)
+                .map(|x| (x, self.time_label(x)))
+                .collect(),
+        )
+    }
+
     /// A time-axis label: seconds for packets, wall-clock time for runs.
     fn time_label(&self, x: f64) -> String {
         match self.s.samples {
@@ -390,10 +425,11 @@ fn histogram(values: &[f64], min: f64, max: f64) -> (f64, Vec<u64>) {
     (width, bins)
 }
 
-/// A number with as many decimals as a span of `span` needs to tell ticks apart.
+/// A number with as many decimals as ticks over a span of `span` need to differ (plotters puts
+/// about ten ticks on an axis, so a step is about a tenth of the span).
 fn trim_number(v: f64, span: f64) -> String {
     let decimals = if span > 0.0 && span.is_finite() {
-        (2.0 - span.log10().floor()).clamp(0.0, 6.0) as usize
+        (1.0 - span.log10().floor()).clamp(0.0, 6.0) as usize
     } else {
         2
     };
@@ -470,11 +506,11 @@ fn build_chart<'x, 'b>(area: &'x Area<'b>, x: (f64, f64), y: (f64, f64)) -> Resu
 fn legend(area: &Area<'_>, at: (i32, i32), pieces: &[(String, RGBColor)]) -> Result<()> {
     let mut x = at.0;
     for (text, color) in pieces {
-        let style = text_style(14.0, *color).pos(Pos::new(HPos::Left, VPos::Center));
+        let style = text_style(LEGEND_FONT, *color).pos(Pos::new(HPos::Left, VPos::Center));
         area.draw_text(text, &style, (x, at.1)).map_err(draw_err)?;
-        // plotters' width estimate for SVG text (no font metrics) plus a gap.
-        let (w, _) = area.estimate_text_size(text, &style).map_err(draw_err)?;
-        x += w as i32 + 18;
+        // Without font metrics the width is a guess: plotters' own estimate counts octets
+        // (three for "●"), so count characters at an average sans-serif advance instead.
+        x += (text.chars().count() as f64 * LEGEND_FONT / 1.24 * 0.5) as i32 + 22;
     }
     Ok(())
 }
@@ -523,33 +559,72 @@ fn draw(p: &Prepared<'_>, layer: Layer, root: &Area<'_>) -> Result<()> {
     Ok(())
 }
 
+/// Axes and grid of a chart over time. Packet times get plotters' own ticks (round seconds);
+/// wall-clock times get ticks on round minutes or hours of the records' offset, which plotters'
+/// decimal steps cannot give.
+fn time_mesh(
+    p: &Prepared<'_>,
+    chart: &mut Chart<'_, '_>,
+    area: &Area<'_>,
+    y_desc: &str,
+    y_labels: usize,
+    span: f64,
+) -> Result<()> {
+    let time = |x: &f64| p.time_label(*x);
+    let delay = |y: &f64| trim_number(*y, span);
+    let ticks = p.clock_ticks();
+    let mut mesh = chart.configure_mesh();
+    mesh.x_desc(p.time_desc())
+        .y_desc(y_desc)
+        .x_labels(9)
+        .y_labels(y_labels)
+        .x_label_formatter(&time)
+        .y_label_formatter(&delay)
+        .light_line_style(WHITE)
+        .bold_line_style(GRID_COLOR)
+        .label_style(text_style(13.0, TEXT_COLOR))
+        .axis_desc_style(text_style(14.0, TEXT_COLOR));
+    if ticks.is_some() {
+        mesh.x_labels(0).disable_x_mesh();
+    }
+    mesh.draw().map_err(draw_err)?;
+    let Some(ticks) = ticks else { return Ok(()) };
+    let std::ops::Range {
+        start: y_lo,
+        end: y_hi,
+    } = chart.y_range();
+    // backend_coord gives pixels of the whole picture; `area` draws relative to its corner.
+    let (ox, oy) = area.get_base_pixel();
+    let style = text_style(13.0, TEXT_COLOR).pos(Pos::new(HPos::Center, VPos::Top));
+    for (x, label) in ticks {
+        let (px, bottom) = chart.backend_coord(&(x, y_lo));
+        let (_, top) = chart.backend_coord(&(x, y_hi));
+        let (px, bottom, top) = (px - ox, bottom - oy, top - oy);
+        area.draw(&PathElement::new(vec![(px, top), (px, bottom)], GRID_COLOR))
+            .map_err(draw_err)?;
+        area.draw(&PathElement::new(
+            vec![(px, bottom), (px, bottom + 5)],
+            TEXT_COLOR,
+        ))
+        .map_err(draw_err)?;
+        area.draw_text(&label, &style, (px, bottom + 8))
+            .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
 fn draw_rtt(p: &Prepared<'_>, layer: Layer, area: &Area<'_>) -> Result<()> {
     let mut chart = build_chart(area, p.x_range, p.rtt_y)?;
     let (y_lo, _) = p.rtt_y;
     let span = p.rtt_y.1 - p.rtt_y.0;
     match layer {
         Layer::Frame => {
-            let time = |x: &f64| p.time_label(*x);
-            let delay = |y: &f64| trim_number(*y, span);
             let y_desc = if p.runs() {
                 "median round-trip delay of the run (ms)"
             } else {
                 "round-trip delay (ms)"
             };
-            chart
-                .configure_mesh()
-                .x_desc(p.time_desc())
-                .y_desc(y_desc)
-                .x_labels(9)
-                .y_labels(7)
-                .x_label_formatter(&time)
-                .y_label_formatter(&delay)
-                .light_line_style(WHITE)
-                .bold_line_style(GRID_COLOR)
-                .label_style(text_style(13.0, TEXT_COLOR))
-                .axis_desc_style(text_style(14.0, TEXT_COLOR))
-                .draw()
-                .map_err(draw_err)?;
+            time_mesh(p, &mut chart, area, y_desc, 7, span)?;
             let (what, lost) = if p.runs() {
                 ("median RTT of each run", "failed or all lost")
             } else {
@@ -615,27 +690,12 @@ fn draw_one_way(p: &Prepared<'_>, layer: Layer, area: &Area<'_>) -> Result<()> {
     let span = p.one_way_y.1 - p.one_way_y.0;
     match layer {
         Layer::Frame => {
-            let time = |x: &f64| p.time_label(*x);
-            let delay = |y: &f64| trim_number(*y, span);
             let y_desc = if p.runs() {
                 "median one-way delay (ms)"
             } else {
                 "one-way delay (ms)"
             };
-            chart
-                .configure_mesh()
-                .x_desc(p.time_desc())
-                .y_desc(y_desc)
-                .x_labels(9)
-                .y_labels(6)
-                .x_label_formatter(&time)
-                .y_label_formatter(&delay)
-                .light_line_style(WHITE)
-                .bold_line_style(GRID_COLOR)
-                .label_style(text_style(13.0, TEXT_COLOR))
-                .axis_desc_style(text_style(14.0, TEXT_COLOR))
-                .draw()
-                .map_err(draw_err)?;
+            time_mesh(p, &mut chart, area, y_desc, 6, span)?;
             let median = |d: &Option<DelayStats>| {
                 d.as_ref().map_or("-".to_string(), |d| {
                     format!("median {} ms", fmt_ms(d.median))
@@ -903,8 +963,9 @@ mod tests {
     fn offsets_and_numbers_print_as_labels() {
         assert_eq!(offset_text(3600), "+01:00");
         assert_eq!(offset_text(-(5 * 3600 + 30 * 60)), "-05:30");
-        assert_eq!(trim_number(12.3456, 10.0), "12.3");
-        assert_eq!(trim_number(0.0521, 0.04), "0.0521");
+        assert_eq!(trim_number(12.3456, 10.0), "12");
+        assert_eq!(trim_number(12.3456, 8.7), "12.3");
+        assert_eq!(trim_number(0.0521, 0.04), "0.052");
         assert_eq!(trim_number(1500.0, 3000.0), "1500");
         assert_eq!(fmt_ms(0.05212), "0.052");
         assert_eq!(fmt_ms(12.5), "12.50");
