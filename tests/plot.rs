@@ -164,7 +164,7 @@ fn assert_lost_marked_at_send_times(s: Node<'_, '_>, send_times: &[f64], lost: &
 fn svg_is_xml_with_one_plot_per_session() {
     let input = [
         session(40, |i| f64::from(i) * 0.1, &set(&[3]), true),
-        session(10, |i| f64::from(i), &set(&[]), false),
+        session(10, f64::from, &set(&[]), false),
         session(25, |i| f64::from(i) * 0.5, &set(&[0, 24]), true),
     ];
     let svg = render_svg(&input).unwrap();
@@ -233,7 +233,7 @@ fn lost_packets_are_marked_at_their_send_times() {
 
 #[test]
 fn axes_carry_units_and_the_title_says_what_was_measured() {
-    let svg = render_svg(&[session(20, |i| f64::from(i), &set(&[5]), true)]).unwrap();
+    let svg = render_svg(&[session(20, f64::from, &set(&[5]), true)]).unwrap();
     let doc = parse(&svg);
     let s = sessions(&doc)[0];
     let t = texts(layer(s, "frame"));
@@ -269,7 +269,7 @@ fn axes_carry_units_and_the_title_says_what_was_measured() {
 
 #[test]
 fn missing_one_way_delays_are_explained() {
-    let svg = render_svg(&[session(20, |i| f64::from(i), &set(&[]), false)]).unwrap();
+    let svg = render_svg(&[session(20, f64::from, &set(&[]), false)]).unwrap();
     let doc = parse(&svg);
     let s = sessions(&doc)[0];
     assert!(elements(layer(s, "forward-points"), "circle").is_empty());

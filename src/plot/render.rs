@@ -333,7 +333,7 @@ impl<'a> Prepared<'a> {
             .copied()
             .find(|s| span / s <= 8.0)
             .unwrap_or(span / 8.0);
-        if !(step > 0.0) || !step.is_finite() {
+        if !step.is_finite() || step <= 0.0 {
             return Some(Vec::new());
         }
         // Local time of x = lo, then the first multiple of `step` at or after it (multiples of
@@ -393,7 +393,7 @@ fn offset_text(secs: i32) -> String {
 /// a width of its own, so that no axis is degenerate.
 fn padded(lo: f64, hi: f64, below: f64, above: f64) -> (f64, f64) {
     let span = hi - lo;
-    if !(span > 0.0) || !span.is_finite() {
+    if !span.is_finite() || span <= 0.0 {
         let half = (lo.abs() * 0.05).max(0.01);
         return (lo - half, lo + half);
     }
