@@ -10,6 +10,7 @@
 //! | RFC 5357 §3 | control decisions (modes, Accept codes, message order) | [`control`] |
 //! | RFC 5357 §4.2 | the Session-Reflector | [`reflector`] |
 //! | RFC 5357 §4.1 | the Session-Sender | [`sender`] |
+//! | - | SVG pictures of a run and of saved records (cargo feature `plot`) | `plot` |
 //!
 //! | RFC 5357 §4.1 | the result of a run, and its exit code | [`report`] |
 //! | — | rendering a report (`-format`) | [`output`] |
@@ -33,6 +34,8 @@ pub mod error;
 pub mod logging;
 pub mod net;
 pub mod output;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod reflector;
 pub mod report;
 pub mod sender;
