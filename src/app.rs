@@ -24,6 +24,13 @@ pub fn run(mode: Mode) -> u8 {
             }
         },
         Mode::Client(cfg) => run_client(&cfg),
+        Mode::Plot(cfg) => match run_plot(&cfg) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("twamp: {e}");
+                e.exit_code()
+            }
+        },
     }
 }
 
@@ -82,7 +89,13 @@ fn run_client(cfg: &ClientConfig) -> u8 {
         log::error!("{e}");
     }
     // Nothing is lost: the record is written whether or not the run measured anything.
-    let written = output::emit(cfg, &report);
+    let mut written = output::emit(cfg, &report);
+    if let Some(path) = &cfg.plot {
+        let drawn = draw_report(&report, path);
+        if written.is_ok() {
+            written = drawn;
+        }
+    }
     if let Err(e) = &written {
         eprintln!("twamp: {e}");
     }
@@ -96,4 +109,43 @@ fn run_client(cfg: &ClientConfig) -> u8 {
         }
     }
     report.exit_code_after_output(&written)
+}
+
+#[cfg(feature = "plot")]
+fn draw_report(report: &crate::report::Report, path: &std::path::Path) -> crate::Result<()> {
+    let svg = crate::plot::render_svg(&crate::plot::sessions_from_report(report))
+        .map_err(|e| crate::Error::Config(format!("-plot: {e}")))?;
+    output::sink::write_whole(path, &svg)
+}
+
+#[cfg(not(feature = "plot"))]
+fn draw_report(_: &crate::report::Report, _: &std::path::Path) -> crate::Result<()> {
+    Err(crate::Error::Config("built without plots".into()))
+}
+
+/// `-mode plot`: every input's records, one picture.
+#[cfg(feature = "plot")]
+fn run_plot(cfg: &crate::config::PlotConfig) -> crate::Result<()> {
+    use std::io::Read;
+    let mut sessions = Vec::new();
+    for path in &cfg.inputs {
+        let mut text = String::new();
+        let read = if path.as_os_str() == "-" {
+            std::io::stdin().read_to_string(&mut text).map(|_| ())
+        } else {
+            std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text).map(|_| ()))
+        };
+        read.map_err(|e| crate::Error::Config(format!("-input {}: {e}", path.display())))?;
+        let mut got = crate::plot::sessions_from_saved(&text)
+            .map_err(|e| crate::Error::Config(format!("-input {}: {e}", path.display())))?;
+        sessions.append(&mut got);
+    }
+    let svg = crate::plot::render_svg(&sessions)
+        .map_err(|e| crate::Error::Config(format!("-plot: {e}")))?;
+    output::sink::write_whole(&cfg.output, &svg)
+}
+
+#[cfg(not(feature = "plot"))]
+fn run_plot(_: &crate::config::PlotConfig) -> crate::Result<()> {
+    Err(crate::Error::Config("built without plots".into()))
 }

@@ -13,6 +13,8 @@ use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches, Parser, Valu
 pub enum ModeArg {
     Server,
     Client,
+    /// Draw records saved earlier (`-input`) as an SVG (`-plot`).
+    Plot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -200,7 +202,7 @@ pub struct Cli {
     pub target: Option<String>,
 
     /// Client: when packets are sent: periodic (every -i) or poisson (exponential gaps with
-    /// mean -i, RFC 2330; twping's -i 0.1e).
+    /// mean -i, RFC 2330).
     #[arg(
         long,
         value_enum,
@@ -213,7 +215,7 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Client")]
     pub duration: Option<String>,
 
-    /// Client: wait this long after Start-Ack before the first packet (twping -z).
+    /// Client: wait this long after Start-Ack before the first packet.
     #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Client")]
     pub start_delay: Option<String>,
 
@@ -229,14 +231,23 @@ pub struct Cli {
     #[arg(long, value_name = "TTL", value_parser = whole("a TTL", 1u8, 255), help_heading = "Client")]
     pub ttl: Option<u8>,
 
-    /// Client: local address for the control connection and the test packets (twping -S).
+    /// Client: local address for the control connection and the test packets (as twping's S option).
     #[arg(long, value_name = "ADDR", help_heading = "Client")]
     pub source: Option<String>,
 
     /// Client: send Sender and Receiver Address 0 in Request-TW-Session, for a path through
-    /// NAT (twping -Z; RFC 5357 §3.5: the server then uses the control connection's addresses).
+    /// NAT (RFC 5357 §3.5: the server then uses the control connection's addresses).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "Client")]
     pub zero_addresses: Option<bool>,
+
+    /// Client and plot: draw the run (plot: the -input records) as one SVG picture into FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<String>,
+
+    /// Plot: a file of records written earlier with -format packets or -format json (repeat
+    /// for several; - reads standard input).
+    #[arg(long, value_name = "FILE", action = ArgAction::Append)]
+    pub input: Vec<String>,
 
     /// Client: test sessions run at the same time on one control connection, each summarised.
     #[arg(long, value_name = "N", value_parser = whole("a number of sessions", 1u32, 256), help_heading = "Client")]
@@ -265,7 +276,7 @@ pub struct Cli {
     pub servwait: Option<String>,
 
     /// UDP port range LO-HI for test packets. Server: the Session-Reflectors' ports when the
-    /// requested port is taken (default: any free port). Client: our own test ports (twping -P).
+    /// requested port is taken (default: any free port). Client: our own test ports.
     #[arg(long, value_name = "LO-HI")]
     pub test_ports: Option<String>,
 

@@ -53,6 +53,52 @@ pub struct Logging {
 pub enum Mode {
     Server(ServerConfig),
     Client(ClientConfig),
+    Plot(PlotConfig),
+}
+
+/// `-mode plot`: saved records in, one SVG out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlotConfig {
+    /// Files of records (`-` is standard input).
+    pub inputs: Vec<PathBuf>,
+    pub output: PathBuf,
+}
+
+impl PlotConfig {
+    pub fn from_cli(cli: &Cli) -> Result<Self> {
+        plot_available()?;
+        if cli.server.is_some() || cli.target.is_some() || cli.listen.is_some() {
+            return Err(Error::Config(
+                "-mode plot draws saved records: give them with -input, not a server".into(),
+            ));
+        }
+        if cli.input.is_empty() {
+            return Err(Error::Config(
+                "-mode plot needs -input FILE (records written with -format packets or json)"
+                    .into(),
+            ));
+        }
+        let output = cli
+            .plot
+            .as_ref()
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::Config("-mode plot needs -plot FILE.svg".into()))?;
+        Ok(PlotConfig {
+            inputs: cli.input.iter().map(PathBuf::from).collect(),
+            output,
+        })
+    }
+}
+
+/// Whether this build can draw (`-plot`, `-mode plot`): the cargo feature `plot`.
+fn plot_available() -> Result<()> {
+    if cfg!(feature = "plot") {
+        Ok(())
+    } else {
+        Err(Error::Config(
+            "this twamp was built without plots (cargo feature `plot`)".into(),
+        ))
+    }
 }
 
 /// Identities and pass-phrases, twampd's `twamp-server.pfs` format (one `identity
@@ -244,6 +290,8 @@ pub struct ClientConfig {
     pub header: bool,
     /// Draw a histogram of round-trip times after the summary.
     pub histogram: bool,
+    /// Draw the run as an SVG into this file (`-plot`).
+    pub plot: Option<PathBuf>,
     pub quiet: bool,
     pub logging: Logging,
 }
@@ -268,6 +316,7 @@ impl Default for ClientConfig {
             output: None,
             header: false,
             histogram: false,
+            plot: None,
             quiet: false,
             logging: Logging {
                 level: log::LevelFilter::Warn,
@@ -409,6 +458,7 @@ impl Mode {
         match cli.mode {
             ModeArg::Server => ServerConfig::from_cli(cli).map(Mode::Server),
             ModeArg::Client => ClientConfig::from_cli(cli).map(Mode::Client),
+            ModeArg::Plot => PlotConfig::from_cli(cli).map(Mode::Plot),
         }
     }
 }
@@ -462,6 +512,8 @@ impl ServerConfig {
                 ("-source", cli.source.is_some()),
                 ("-zero-addresses", cli.zero_addresses.is_some()),
                 ("-sessions", cli.sessions.is_some()),
+                ("-plot", cli.plot.is_some()),
+                ("-input", !cli.input.is_empty()),
             ],
         )?;
         if cli.pidfile.is_some() && cli.daemon != Some(true) {
@@ -555,6 +607,7 @@ impl ClientConfig {
                     "-max-connections-per-client",
                     cli.max_connections_per_client.is_some(),
                 ),
+                ("-input", !cli.input.is_empty()),
             ],
         )?;
         let server = match (&cli.server, &cli.target) {
@@ -721,6 +774,13 @@ impl ClientConfig {
             output: cli.output.as_ref().map(PathBuf::from),
             header: cli.header.unwrap_or(false),
             histogram: cli.histogram.unwrap_or(false),
+            plot: match &cli.plot {
+                Some(p) => {
+                    plot_available()?;
+                    Some(PathBuf::from(p))
+                }
+                None => None,
+            },
             quiet: cli.quiet,
             logging: logging(cli, log::LevelFilter::Warn),
         })

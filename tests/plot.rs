@@ -10,6 +10,7 @@
 mod relay;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use roxmltree::{Document, Node};
 use twamp::plot::{render_svg, sessions_from_saved, PlotPacket, PlotSession, PlotTitle, Samples};
@@ -350,8 +351,9 @@ fn a_relayed_run_with_known_drops_is_drawn_as_it_happened() {
     use std::time::Duration;
 
     use relay::{Impairment, Relay};
+    use std::time::Instant;
     use twamp::reflector::{self, Context, Counters, Reflector};
-    use twamp::sender::{self, Plan};
+    use twamp::sender::{self, Plan, Schedule, Sender};
     use twamp::time::SystemClock;
     use twamp::wire::{Sid, TestLayout};
 
@@ -387,22 +389,23 @@ fn a_relayed_run_with_known_drops_is_drawn_as_it_happened() {
     let sender_sock = twamp::net::udp_socket(SocketAddr::new(loopback, 0), 1 << 20).unwrap();
     let plan = Plan {
         count: 40,
-        interval: Duration::from_millis(10),
+        schedule: Schedule::Periodic {
+            interval: Duration::from_millis(10),
+        },
+        duration: None,
         loss_timeout: Duration::from_millis(500),
         padding: 27,
         layout: TestLayout::OPEN,
         cipher: None,
     };
     let stop = AtomicBool::new(false);
-    let (outcome, result) = sender::run(
-        &sender_sock,
-        relay.addr,
-        &plan,
-        &SystemClock::new(),
-        &stop,
-        |_| {},
-        || Ok(()),
-    );
+    let mut running = [sender::Session::new(
+        Sender::new(plan, relay.addr, Instant::now()),
+        sender_sock,
+    )];
+    let result = sender::run(&mut running, &SystemClock::new(), &stop, |_| {}, || Ok(()));
+    let [session] = running;
+    let outcome = session.sender.into_outcome();
     drop(relay);
     handle.join();
     result.unwrap();
@@ -447,4 +450,82 @@ fn a_relayed_run_with_known_drops_is_drawn_as_it_happened() {
 
 fn relay_target() -> String {
     "127.0.0.1 (through the impairment relay)".into()
+}
+
+#[path = "common/bin.rs"]
+#[allow(dead_code)]
+mod bin;
+
+/// The binary end to end: `-plot` on a two-session client run, then `-mode plot` on the JSON
+/// records that run appended.
+#[test]
+fn the_client_draws_its_run_and_plot_mode_draws_saved_records() {
+    let server = bin::Server::start(&[]);
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("twamp-plot-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let svg = dir.join("run.svg");
+    let jsonl = dir.join("runs.jsonl");
+    let _ = std::fs::remove_file(&jsonl);
+    let run = bin::run_client(
+        &server.addr.to_string(),
+        &[
+            "-c",
+            "12",
+            "-i",
+            "5ms",
+            "-timeout",
+            "300ms",
+            "-sessions",
+            "2",
+            "-format",
+            "json",
+            "-q",
+            "-output",
+            jsonl.to_str().unwrap(),
+            "-plot",
+            svg.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(run.success(), "{}", run.describe());
+    let text = std::fs::read_to_string(&svg).expect("the SVG was written");
+    let doc = parse(&text);
+    let s = sessions(&doc);
+    assert_eq!(s.len(), 2, "one plot per session");
+    for n in s {
+        assert_eq!(
+            elements(layer(n, "rtt-points"), "circle").len(),
+            12,
+            "one point per received packet"
+        );
+    }
+    let out = dir.join("night.svg");
+    let plot = bin::run_bounded(
+        &[
+            "-mode",
+            "plot",
+            "-input",
+            jsonl.to_str().unwrap(),
+            "-plot",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(plot.code, Some(0), "{}", plot.describe());
+    let text = std::fs::read_to_string(&out).expect("the saved-records SVG was written");
+    assert_eq!(sessions(&parse(&text)).len(), 1, "one series per target");
+    let bad = bin::run_bounded(
+        &[
+            "-mode",
+            "plot",
+            "-input",
+            "/nonexistent/x",
+            "-plot",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(bad.code, Some(2), "{}", bad.describe());
+    let _ = std::fs::remove_dir_all(&dir);
 }

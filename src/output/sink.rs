@@ -38,6 +38,26 @@ pub fn append_whole(
     Ok(())
 }
 
+/// Writes `text` as the whole of `path`: into a temporary file beside it, then renamed over
+/// it, so a reader never sees half a picture and a failed write leaves the old file alone.
+pub fn write_whole(path: &std::path::Path, text: &str) -> Result<()> {
+    let err = |e| Error::Output {
+        path: path.display().to_string(),
+        source: e,
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.as_deref().unwrap_or("twamp"),
+        std::process::id()
+    ));
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(err)
+}
+
 /// Writes the report where the configuration says: the `-output` file (appended whole) and
 /// stdout (unless `-q`). A CSV header goes to the file only when the file is new and `-header`
 /// asked for one.

@@ -32,11 +32,13 @@
 //!   values), so the picture agrees with every other output format.
 
 mod render;
+mod report;
 mod saved;
 
 use std::fmt;
 
 pub use render::render_svg;
+pub use report::sessions_from_report;
 pub use saved::sessions_from_saved;
 
 /// One plot: a test session, or a series of saved runs against one target.
