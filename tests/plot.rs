@@ -453,7 +453,6 @@ fn relay_target() -> String {
 }
 
 #[path = "common/bin.rs"]
-#[allow(dead_code)]
 mod bin;
 
 /// The binary end to end: `-plot` on a two-session client run, then `-mode plot` on the JSON
