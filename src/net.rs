@@ -386,4 +386,50 @@ mod tests {
             assert!(rx.recv(&c, &mut buf).unwrap().is_some());
         }
     }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn df_turns_fragmentation_off() {
+        let v4 = udp_socket("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        let mode = |s: &UdpSocket| {
+            let mut v: libc::c_int = -1;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: an open descriptor, and a c_int buffer whose size we pass.
+            let r = unsafe {
+                libc::getsockopt(
+                    s.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_MTU_DISCOVER,
+                    std::ptr::from_mut(&mut v).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(r, 0);
+            v
+        };
+        assert_ne!(mode(&v4), libc::IP_PMTUDISC_DO, "not by default");
+        set_df(&v4).unwrap();
+        assert_eq!(mode(&v4), libc::IP_PMTUDISC_DO);
+        let v6 = udp_socket("[::1]:0".parse().unwrap(), 0).unwrap();
+        assert!(!nsock::getsockopt(&v6, sockopt::Ipv6DontFrag).unwrap());
+        set_df(&v6).unwrap();
+        assert!(nsock::getsockopt(&v6, sockopt::Ipv6DontFrag).unwrap());
+    }
+
+    #[test]
+    fn ttl_and_dscp_are_set_on_both_families() {
+        for a in ["127.0.0.1:0", "[::1]:0", "[::]:0"] {
+            let s = udp_socket(a.parse().unwrap(), 0).unwrap();
+            set_ttl(&s, 64).unwrap();
+            set_dscp(&s, 46).unwrap();
+            let r = socket2::SockRef::from(&s);
+            if s.local_addr().unwrap().is_ipv6() {
+                assert_eq!(r.unicast_hops_v6().unwrap(), 64, "{a}");
+                assert_eq!(r.tclass_v6().unwrap(), 46 << 2, "{a}");
+            } else {
+                assert_eq!(r.ttl_v4().unwrap(), 64, "{a}");
+                assert_eq!(r.tos_v4().unwrap(), 46 << 2, "{a}");
+            }
+        }
+    }
 }

@@ -5,98 +5,31 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::bin::{run_client, Guard as Kill, Server};
-
-fn tshark_available() -> bool {
-    Command::new("tshark")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use common::bin::{run_client, Server};
+use common::capture::{self, Capture};
 
 #[test]
 fn wireshark_decodes_our_control_and_test_packets() {
-    if std::env::var_os("TWAMP_SKIP_TSHARK").is_some() {
-        eprintln!("skipped: TWAMP_SKIP_TSHARK is set");
+    if capture::skip() {
         return;
     }
-    assert!(
-        tshark_available(),
-        "tshark is not installed: run `bash .ci/run`, which installs it"
-    );
-    let dir = std::env::temp_dir().join(format!("twamp-tshark-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pcap = dir.join("run.pcapng");
-
     let server = Server::start(&[]);
     let port = server.port();
-    let mut cap = Command::new("tshark")
-        .args(["-i", "lo", "-f", &format!("tcp port {port} or udp"), "-w"])
-        .arg(&pcap)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until tshark says it is capturing (its stderr), at most 20 s.
-    {
-        use std::io::Read;
-        let mut err = cap.stderr.take().unwrap();
-        let start = Instant::now();
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 256];
-        while start.elapsed() < Duration::from_secs(20)
-            && !String::from_utf8_lossy(&seen).contains("Capturing on")
-        {
-            match err.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => seen.extend_from_slice(&buf[..n]),
-            }
-        }
-        assert!(
-            String::from_utf8_lossy(&seen).contains("Capturing on"),
-            "tshark did not start: {}",
-            String::from_utf8_lossy(&seen)
-        );
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        // "Capturing on" comes a little before the capture really starts.
-        std::thread::sleep(Duration::from_millis(1500));
-    }
-    let cap = Kill(cap);
+    let mut cap = Capture::start("tshark", &format!("tcp port {port} or udp"));
     let out = run_client(
         &format!("127.0.0.1:{port}"),
         &["-c", "5", "-i", "20ms", "-timeout", "300ms", "-q"],
         Duration::from_secs(30),
     );
     assert!(out.success(), "client: {}", out.stderr);
-    std::thread::sleep(Duration::from_millis(500));
-    // SIGINT lets tshark finish the file.
-    let _ = Command::new("kill")
-        .args(["-INT", &cap.0.id().to_string()])
-        .status();
-    let start = Instant::now();
-    let mut cap = cap;
-    while start.elapsed() < Duration::from_secs(10) && cap.0.try_wait().ok().flatten().is_none() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
+    cap.stop();
+    let decode_as = format!("tcp.port=={port},twamp.control");
     let decode = |extra: &[&str]| {
-        let o = Command::new("tshark")
-            .arg("-r")
-            .arg(&pcap)
-            .args(["-d", &format!("tcp.port=={port},twamp.control")])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "tshark -r: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        let mut args = vec!["-d", decode_as.as_str()];
+        args.extend_from_slice(extra);
+        cap.read(&args)
     };
     let summary = decode(&[]);
     assert!(
@@ -143,5 +76,4 @@ fn wireshark_decodes_our_control_and_test_packets() {
         assert_eq!(r[1], i.to_string());
         assert_eq!(r[2], "255");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod capture;
 pub mod logs;
 pub mod proc;
 
