@@ -48,7 +48,13 @@ fn ours(rate: u32, count: u32) -> Vec<u64> {
     let stop = AtomicBool::new(false);
     sender::run(&mut s, &SystemClock::new(), &stop, |_| {}, || Ok(())).expect("run");
     let [s] = s;
-    let mut late: Vec<u64> = s.sender.into_outcome().late_ns.iter().map(|&n| u64::from(n)).collect();
+    let mut late: Vec<u64> = s
+        .sender
+        .into_outcome()
+        .late_ns
+        .iter()
+        .map(|&n| u64::from(n))
+        .collect();
     late.sort_unstable();
     drop(sink);
     late

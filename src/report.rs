@@ -12,7 +12,7 @@ use crate::config::{ClientConfig, SessionSpec};
 use crate::control::SecurityMode;
 use crate::error::{exit, Error};
 use crate::sender::{Outcome, Schedule};
-use crate::stats::{self, PacketResult, PeerProblem, Summary};
+use crate::stats::{self, DelayStats, PacketResult, PeerProblem, Summary};
 use crate::wire::Sid;
 
 /// One test session of a run.
@@ -83,6 +83,21 @@ impl SessionReport {
     }
 }
 
+/// The sessions of a run taken together (only for runs of several sessions).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Total {
+    pub sessions: usize,
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    pub lost_forward: u64,
+    pub lost_backward: u64,
+    /// `lost / sent`; 0 when nothing was sent.
+    pub loss_ratio: f64,
+    /// Round-trip delays of every session's samples together.
+    pub rtt: Option<DelayStats>,
+}
+
 /// One client run.
 #[derive(Debug)]
 pub struct Report {
@@ -120,6 +135,34 @@ impl Report {
         if self.error.is_none() {
             self.error = Some(e);
         }
+    }
+
+    /// The sessions together, when there are several.
+    pub fn total(&self) -> Option<Total> {
+        if self.sessions.len() < 2 {
+            return None;
+        }
+        let sum = |f: fn(&Summary) -> u64| self.sessions.iter().map(|s| f(&s.summary)).sum();
+        let (sent, lost): (u64, u64) = (sum(|s| s.sent), sum(|s| s.lost));
+        let rtts: Vec<f64> = self
+            .sessions
+            .iter()
+            .flat_map(|s| s.packets().into_iter().filter_map(|p| p.rtt))
+            .collect();
+        Some(Total {
+            sessions: self.sessions.len(),
+            sent,
+            received: sum(|s| s.received),
+            lost,
+            lost_forward: sum(|s| s.lost_forward),
+            lost_backward: sum(|s| s.lost_backward),
+            loss_ratio: if sent == 0 {
+                0.0
+            } else {
+                lost as f64 / sent as f64
+            },
+            rtt: DelayStats::from_values(&rtts),
+        })
     }
 
     /// Whether the run measured without error and every session got a reply.
@@ -207,12 +250,17 @@ mod tests {
             r.exit_code_after_output(&Err(Error::Config("x".into()))),
             exit::LOCAL
         );
+        assert_eq!(r.total(), None, "one session: no total");
         r.sessions.push(session(false));
         assert_eq!(
             r.exit_code(),
             exit::ALL_LOST,
             "one session got nothing back"
         );
+        let t = r.total().expect("two sessions");
+        assert_eq!((t.sessions, t.sent, t.received, t.lost), (2, 2, 1, 1));
+        assert_eq!(t.loss_ratio, 0.5);
+        assert_eq!(t.rtt.map(|d| d.count), Some(1));
         assert_eq!(
             r.exit_code_after_output(&Err(Error::Config("x".into()))),
             exit::ALL_LOST

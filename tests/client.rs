@@ -66,6 +66,74 @@ fn two_sessions_on_one_control_connection_are_both_measured() {
 }
 
 #[test]
+fn eight_sessions_are_measured_reported_and_stopped_together() {
+    let srv = TestServer::start(server_config("127.0.0.1:0"));
+    let r = run_bounded(
+        &[
+            "-mode",
+            "client",
+            &server_arg(&srv),
+            "-sessions",
+            "8",
+            "-c",
+            "15",
+            "-i",
+            "4ms",
+            "-timeout",
+            "300ms",
+            "-format",
+            "json",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.describe());
+    let v: Value = serde_json::from_str(r.stdout.trim()).expect("JSON");
+    let sessions = v["sessions"].as_array().expect("sessions");
+    assert_eq!(sessions.len(), 8);
+    let mut sids = std::collections::BTreeSet::new();
+    for s in sessions {
+        assert_eq!(s["summary"]["received"], 15, "{s}");
+        sids.insert(s["session"]["sid"].as_str().unwrap().to_string());
+    }
+    assert_eq!(sids.len(), 8, "eight SIDs");
+    assert_eq!(v["total"]["sessions"], 8);
+    assert_eq!(v["total"]["sent"], 120);
+    assert_eq!(v["total"]["received"], 120);
+    assert_eq!(v["total"]["rtt"]["count"], 120);
+    // Stop-Sessions for all eight was accepted: the server ends every session and the
+    // connection (a wrong count would have closed it with an error).
+    assert!(common::wait_until(Duration::from_secs(5), || srv
+        .live_sessions()
+        == 0
+        && srv.connections() == 0));
+    // The text format summarises each and the total.
+    let t = run_bounded(
+        &[
+            "-mode",
+            "client",
+            &server_arg(&srv),
+            "-sessions",
+            "3",
+            "-c",
+            "5",
+            "-i",
+            "4ms",
+            "-timeout",
+            "300ms",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(t.code, Some(0), "{}", t.describe());
+    assert!(t.stdout.contains("session 3 of 3:"), "{}", t.stdout);
+    assert!(
+        t.stdout
+            .contains("total over 3 sessions: 15 sent, 15 received"),
+        "{}",
+        t.stdout
+    );
+}
+
+#[test]
 fn a_run_stops_waiting_once_every_reply_is_back() {
     let srv = TestServer::start(server_config("127.0.0.1:0"));
     let mut s = spec(1, 10, None);

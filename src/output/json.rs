@@ -6,7 +6,8 @@
 //! `0.008794000000000001`.
 //!
 //! `session` and `summary` are the first session's (as in every `twamp-result/1` record);
-//! `sessions` lists every session, each with its own `session` and `summary`.
+//! `sessions` lists every session, each with its own `session` and `summary`; `total` sums
+//! them (null for a run of one session).
 
 use serde_json::{json, Value};
 
@@ -169,6 +170,16 @@ pub fn value(r: &Report) -> Value {
             "session": session(r, m),
             "summary": summary(&m.summary),
         })).collect::<Vec<_>>(),
+        "total": r.total().map(|t| json!({
+            "sessions": t.sessions,
+            "sent": t.sent,
+            "received": t.received,
+            "lost": t.lost,
+            "loss_percent": percent(t.loss_ratio),
+            "lost_forward": t.lost_forward,
+            "lost_backward": t.lost_backward,
+            "rtt": delay(&t.rtt),
+        })),
     })
 }
 

@@ -25,6 +25,27 @@ pub fn render(r: &Report) -> String {
         }
         session(&mut o, r, s);
     }
+    if let Some(t) = r.total() {
+        let rtt = t.rtt.map_or(String::new(), |d| {
+            format!(
+                ", round-trip min/median/max = {}/{}/{} ms",
+                f3(d.min),
+                f3(d.median),
+                f3(d.max)
+            )
+        });
+        let _ = writeln!(
+            o,
+            "total over {} sessions: {} sent, {} received, {} lost ({:.1}%: {} forward, {} backward){rtt}",
+            t.sessions,
+            t.sent,
+            t.received,
+            t.lost,
+            t.loss_ratio * 100.0,
+            t.lost_forward,
+            t.lost_backward,
+        );
+    }
     if let Some(e) = &r.error {
         let _ = writeln!(o, "FAILED ({}): {e}", e.kind());
     }
