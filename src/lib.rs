@@ -10,8 +10,10 @@
 //! | RFC 5357 §3 | control decisions (modes, Accept codes, message order) | [`control`] |
 //! | RFC 5357 §4.2 | the Session-Reflector | [`reflector`] |
 //! | RFC 5357 §4.1 | the Session-Sender | [`sender`] |
+//! | RFC 5357 App. I, RFC 8762, RFC 8972, RFC 9503 | TWAMP-Light / STAMP packets and TLVs on the wire | [`wire::stamp`], [`wire::tlv`] |
+//! | RFC 8762 §4, RFC 8972 §3–4 | the TWAMP-Light / STAMP Session-Reflector (pure), the sender's packet builder and reply reader | [`light`], [`light::sender`] |
 //!
-//! `wire`, `time`, `control`, `stats` and the core of `reflector` are pure: no sockets, no clock
+//! `wire`, `time`, `control`, `stats`, `light` and the core of `reflector` are pure: no sockets, no clock
 //! of their own. `net`, `server`, `client` and the loops in `reflector` and `sender` are the
 //! thin I/O around them.
 
@@ -24,6 +26,7 @@ pub mod control;
 pub mod crypto;
 pub mod daemon;
 pub mod error;
+pub mod light;
 pub mod logging;
 pub mod net;
 pub mod output;
