@@ -485,3 +485,256 @@ pub fn classify(pairs: impl IntoIterator<Item = (u32, u32)>) -> ReflectorKind {
     }
     t.kind()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::light::{LightConfig, LightReceived, LightReflector};
+    use crate::time::{Clock, FakeClock};
+
+    fn t1() -> Timestamp {
+        Timestamp::new(0x83aa_7e81, 0x0000_0100)
+    }
+
+    fn build(s: &LightSender, seq: u32, s_txc: u32) -> Vec<u8> {
+        let mut b = vec![0xa5u8; s.packet_len() + 5];
+        assert_eq!(s.emit(seq, s_txc, &mut b), Ok(s.packet_len()));
+        s.stamp(&mut b, t1(), ErrorEstimate(0x8001));
+        assert!(b[s.packet_len()..].iter().all(|&x| x == 0xa5));
+        b.truncate(s.packet_len());
+        b
+    }
+
+    fn stamp(tlvs: Vec<TlvRequest>, packet_len: usize) -> LightSender {
+        LightSender::new(SenderConfig {
+            format: Format::Stamp(StampMode::Unauthenticated),
+            ssid: 0x0102,
+            tlvs,
+            packet_len,
+            key: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn twamp_light_packet() {
+        let s = LightSender::new(SenderConfig {
+            format: Format::TwampLight,
+            ssid: 0,
+            tlvs: vec![],
+            packet_len: 41,
+            key: None,
+        })
+        .unwrap();
+        #[rustfmt::skip]
+        let want: [u8; 41] = [
+            0x00, 0x00, 0x00, 0x2a,                         // Sequence Number 42
+            0x83, 0xaa, 0x7e, 0x81, 0x00, 0x00, 0x01, 0x00, // Timestamp (T1)
+            0x80, 0x01,                                     // Error Estimate
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,          // Packet Padding (27)
+        ];
+        assert_eq!(build(&s, 42, 0), want);
+        let tiny = LightSender::new(SenderConfig {
+            packet_len: 0,
+            ..s.config().clone()
+        })
+        .unwrap();
+        assert_eq!(tiny.packet_len(), 14);
+        for bad in [
+            SenderConfig {
+                ssid: 1,
+                ..s.config().clone()
+            },
+            SenderConfig {
+                tlvs: vec![TlvRequest::FollowUpTelemetry],
+                ..s.config().clone()
+            },
+        ] {
+            assert_eq!(
+                LightSender::new(bad).err(),
+                Some(ConfigError::NotInTwampLight)
+            );
+        }
+    }
+
+    #[test]
+    fn stamp_packet_with_tlvs_and_padding() {
+        let s = stamp(
+            vec![
+                TlvRequest::ClassOfService { dscp1: 46 },
+                TlvRequest::DirectMeasurement,
+            ],
+            80,
+        );
+        assert_eq!(s.packet_len(), 80);
+        #[rustfmt::skip]
+        let want: [u8; 80] = [
+            0x00, 0x00, 0x00, 0x03,                         // Sequence Number 3
+            0x83, 0xaa, 0x7e, 0x81, 0x00, 0x00, 0x01, 0x00, // Timestamp (T1)
+            0x80, 0x01,                                     // Error Estimate
+            0x01, 0x02,                                     // SSID
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,       // MBZ (28)
+            0x80, 0x04, 0x00, 0x04, 0xb8, 0x00, 0x00, 0x00, // U, Class of Service: DSCP1 46
+            0x80, 0x05, 0x00, 0x0c, 0x00, 0x00, 0x00, 0x04, // U, Direct Measurement: S_TxC 4
+            0, 0, 0, 0, 0, 0, 0, 0,                         //   R_RxC, R_TxC
+            0x80, 0x01, 0x00, 0x08, 0, 0, 0, 0, 0, 0, 0, 0, // U, Extra Padding up to 80 octets
+        ];
+        assert_eq!(build(&s, 3, 4), want);
+        // 1..3 octets to fill round up to the smallest Extra Padding TLV.
+        assert_eq!(stamp(vec![], 46).packet_len(), 48);
+        assert_eq!(stamp(vec![], 44).packet_len(), 44);
+        assert_eq!(stamp(vec![], 10).packet_len(), 44);
+        let mut small = [0u8; 79];
+        assert!(s.emit(0, 0, &mut small).is_err());
+        assert_eq!(
+            LightSender::new(SenderConfig {
+                format: Format::Stamp(StampMode::Authenticated),
+                ..s.config().clone()
+            })
+            .err(),
+            Some(ConfigError::NoKey)
+        );
+        assert!(matches!(
+            LightSender::new(SenderConfig {
+                packet_len: 70_000,
+                ..s.config().clone()
+            }),
+            Err(ConfigError::TooLong { .. })
+        ));
+    }
+
+    fn received(bytes: &[u8]) -> LightReceived<'_> {
+        LightReceived {
+            bytes,
+            from: "[2001:db8::1]:6000".parse().unwrap(),
+            local_port: 862,
+            local_ip: None,
+            ttl: Some(63),
+            tos: None,
+            at: Timestamp::new(0x83aa_7e81, 0x1000_0000),
+        }
+    }
+
+    /// Our sender against our reflector, both layouts, and the stats record.
+    #[test]
+    fn round_trip_through_the_reflector() {
+        let clock = FakeClock::at(Timestamp::new(0x83aa_7e81, 0x2000_0000));
+        let mut r = LightReflector::new(LightConfig::default());
+        let mut out = [0u8; 512];
+        // Same address, port and SSID 0: one sender to the reflector, numbered 0 then 1.
+        for (i, format) in [
+            Format::TwampLight,
+            Format::Stamp(StampMode::Unauthenticated),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let s = LightSender::new(SenderConfig {
+                format,
+                ssid: 0,
+                tlvs: vec![],
+                packet_len: 60,
+                key: None,
+            })
+            .unwrap();
+            let req = build(&s, 9, 10);
+            let n = r.reflect(received(&req), &clock, &mut out).unwrap();
+            assert_eq!(n, req.len().max(44).min(60));
+            let p = s.parse_reply(&out[..n]).unwrap();
+            let t4 = Timestamp::new(0x83aa_7e81, 0x3000_0000);
+            let st = p.to_stats(t4, ErrorEstimate(1), Some(64));
+            assert_eq!(
+                (st.sender_seq, st.reflector_seq, st.t1, st.t1_err),
+                (9, i as u32, t1(), ErrorEstimate(0x8001))
+            );
+            assert_eq!((st.t2, st.t3, st.t4), (received(&req).at, clock.now(), t4));
+            assert_eq!((st.t2_err, st.t3_err), (ErrorEstimate(1), ErrorEstimate(1)));
+            assert_eq!((st.sender_ttl, st.ttl), (63, Some(64)));
+            assert!(p.tlvs_usable());
+        }
+    }
+
+    /// RFC 8762 §4.6: a STAMP reflector's 44-octet reply read by a TWAMP-Light sender.
+    #[test]
+    fn twamp_light_sender_reads_a_stamp_reply() {
+        let s = LightSender::new(SenderConfig {
+            format: Format::TwampLight,
+            ssid: 0,
+            tlvs: vec![],
+            packet_len: 44,
+            key: None,
+        })
+        .unwrap();
+        let reply = crate::wire::stamp::SessionReflectorPacket {
+            seq: 5,
+            sender_seq: 6,
+            sender_ttl: 250,
+            ..Default::default()
+        };
+        let mut b = [0xa5u8; 44];
+        reply.emit(&mut b, StampMode::Unauthenticated).unwrap();
+        let p = s.parse_reply(&b).unwrap();
+        assert_eq!((p.reflector_seq, p.sender_seq, p.sender_ttl), (5, 6, 250));
+        for n in 0..41 {
+            assert_eq!(
+                s.parse_reply(&b[..n]),
+                Err(ReplyError::Truncated { need: 41, got: n })
+            );
+        }
+        let st = stamp(vec![], 0);
+        for n in 0..44 {
+            assert_eq!(
+                st.parse_reply(&b[..n]),
+                Err(ReplyError::Truncated { need: 44, got: n })
+            );
+        }
+    }
+
+    #[test]
+    fn stateful_or_stateless_from_the_replies() {
+        assert_eq!(classify([]), ReflectorKind::NoReplies);
+        // Stateless: our numbers come back, whatever was lost.
+        assert_eq!(
+            classify([(0, 0), (1, 1), (3, 3)]),
+            ReflectorKind::EchoesSender
+        );
+        // Stateful, nothing lost on the way in yet: indistinguishable.
+        assert_eq!(classify([(0, 0), (1, 1)]), ReflectorKind::EchoesSender);
+        // Stateful: packet 1 never reached it, so its count lags ours.
+        let pairs = [(0, 0), (2, 1), (3, 2)];
+        assert_eq!(classify(pairs), ReflectorKind::Stateful);
+        assert!(ReflectorKind::Stateful.per_direction_loss());
+        assert!(!ReflectorKind::EchoesSender.per_direction_loss());
+
+        let mut t = SeqTracker::default();
+        for (s, r) in pairs {
+            t.observe(s, r);
+        }
+        assert_eq!(
+            t.direction_loss(5, 3),
+            Some(DirectionLoss {
+                forward: 1,
+                backward: 0,
+                unattributed: 1
+            })
+        );
+        // Sender 0 lost on the way in; the reflector's number 1 (for our 2) lost on the way back.
+        let mut t = SeqTracker::default();
+        for (s, r) in [(1, 0), (3, 2), (3, 2)] {
+            t.observe(s, r);
+        }
+        assert_eq!(
+            t.direction_loss(4, 2),
+            Some(DirectionLoss {
+                forward: 1,
+                backward: 1,
+                unattributed: 0
+            })
+        );
+        let mut t = SeqTracker::default();
+        t.observe(0, 0);
+        assert_eq!(t.direction_loss(3, 1), None, "not known to be stateful");
+    }
+}
