@@ -538,7 +538,6 @@ impl LightReflector {
         let ee = clock.error_estimate();
         let ttl = rx.ttl.unwrap_or(255);
 
-        let mut reply_hmac_at = None;
         match shape {
             Shape::TwampLight => {
                 let mut p = ReflectorPacket {
@@ -562,8 +561,8 @@ impl LightReflector {
                 p.timestamp = clock.now();
                 p.emit_timestamp(out, &TestLayout::OPEN.reflector);
                 counters.twamp_light += 1;
-                finish(config, state, reply_seq, p.timestamp);
-                return Ok(reply_len);
+                finish(state, reply_seq, p.timestamp);
+                Ok(reply_len)
             }
             Shape::Stamp(mode) => {
                 let base = mode.base();
@@ -582,6 +581,7 @@ impl LightReflector {
                 // RFC 8762 §4.3: the reflected packet is "symmetric to the packet received",
                 // "copying the content beyond the size of the base STAMP packet".
                 out[base..].copy_from_slice(&bytes[base..]);
+                let mut reply_hmac_at = None;
                 let area = &bytes[base..];
                 if !tlv::is_zero_padding(area) {
                     let ctx = TlvContext {
@@ -630,7 +630,7 @@ impl LightReflector {
                     }
                 }
                 counters.stamp += 1;
-                finish(config, state, reply_seq, p.timestamp);
+                finish(state, reply_seq, p.timestamp);
                 Ok(reply_len)
             }
         }
@@ -674,7 +674,7 @@ fn duration_nanos(d: Duration) -> i64 {
 }
 
 /// After a reply is built: the state of the sender moves on.
-fn finish(_config: &LightConfig, state: &mut SenderState, seq: u32, t3: Timestamp) {
+fn finish(state: &mut SenderState, seq: u32, t3: Timestamp) {
     state.next_seq = state.next_seq.wrapping_add(1);
     state.transmitted = state.transmitted.wrapping_add(1);
     state.last_reflected = Some((seq, t3));

@@ -641,7 +641,7 @@ mod tests {
             .unwrap();
             let req = build(&s, 9, 10);
             let n = r.reflect(received(&req), &clock, &mut out).unwrap();
-            assert_eq!(n, req.len().max(44).min(60));
+            assert_eq!(n, req.len().clamp(44, 60));
             let p = s.parse_reply(&out[..n]).unwrap();
             let t4 = Timestamp::new(0x83aa_7e81, 0x3000_0000);
             let st = p.to_stats(t4, ErrorEstimate(1), Some(64));

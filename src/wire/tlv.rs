@@ -351,8 +351,8 @@ pub fn return_path_sub_tlv_length_is_valid(ty: u8, len: usize) -> Option<bool> {
     match ty {
         CONTROL_CODE => Some(len == 4),
         RETURN_ADDRESS => Some(len == 4 || len == 16),
-        SR_MPLS_LABEL_STACK => Some(len > 0 && len % 4 == 0),
-        SRV6_SEGMENT_LIST => Some(len > 0 && len % 16 == 0),
+        SR_MPLS_LABEL_STACK => Some(len > 0 && len.is_multiple_of(4)),
+        SRV6_SEGMENT_LIST => Some(len > 0 && len.is_multiple_of(16)),
         _ => None,
     }
 }
