@@ -174,6 +174,33 @@ impl LightKey {
         true
     }
 
+    /// Fills in the first HMAC TLV of the TLV area that starts at `base` (RFC 8972 §4.8: over
+    /// the Sequence Number and the TLVs before it). False, nothing written, when the area has
+    /// no well-formed HMAC TLV before a malformed one.
+    pub fn seal_tlv_hmac(&self, pkt: &mut [u8], base: usize) -> bool {
+        let Some(area) = pkt.get(base..) else {
+            return false;
+        };
+        let mut at = None;
+        for e in Tlvs::new(area) {
+            match e {
+                Entry::Known(t) if t.tlv_type == TlvType::Hmac => {
+                    at = Some(t.offset);
+                    break;
+                }
+                e if e.is_malformed() => break,
+                _ => {}
+            }
+        }
+        let (Some(at), Some(seq)) = (at, pkt.get(..4)) else {
+            return false;
+        };
+        let tag = self.tag(&[seq, &pkt[base..base + at]]);
+        let v = base + at + HEADER_LEN;
+        pkt[v..v + HMAC_LEN].copy_from_slice(&tag);
+        true
+    }
+
     /// Authenticated mode: whether octets 96..112 are the HMAC of 0..96. False on a buffer
     /// shorter than 112.
     pub fn verify_base(&self, pkt: &[u8]) -> bool {
