@@ -47,8 +47,9 @@
 //! (RFC 8972 §4.7), in stateless mode too (only the Sequence Number differs: stateless copies
 //! the sender's, RFC 8762 §4.3.1).
 //!
-//! A sender silent for [`LightConfig::idle`] is forgotten (checked lazily, at most twice per
-//! idle time, and by [`LightReflector::expire`]); a sender that comes back starts again from
+//! A sender silent for [`LightConfig::idle`] is forgotten (time is the receive timestamps
+//! `rx.at`, so tests drive it; checked lazily, at most twice per idle time, and by
+//! [`LightReflector::expire`]); a sender that comes back starts again from
 //! sequence number 0, as a new session. At most [`LightConfig::max_senders`] are remembered:
 //! when a new sender arrives at the cap, the idle ones are expired first, and if none is idle
 //! the one silent the longest is evicted ([`LightCounters::senders_evicted`]). Evicting rather
