@@ -10,16 +10,18 @@
 //! | RFC 5357 §3 | control decisions (modes, Accept codes, message order) | [`control`] |
 //! | RFC 5357 §4.2 | the Session-Reflector | [`reflector`] |
 //! | RFC 5357 §4.1 | the Session-Sender | [`sender`] |
-//! | - | SVG pictures of a run and of saved records (cargo feature `plot`) | `plot` |
-//!
+//! | RFC 5357 App. I, RFC 8762, RFC 8972, RFC 9503 | TWAMP-Light / STAMP packets and TLVs on the wire | [`wire::stamp`], [`wire::tlv`] |
+//! | RFC 8762 §4, RFC 8972 §3–4 | the TWAMP-Light / STAMP Session-Reflector (pure), the sender's packet builder and reply reader | [`light`], [`light::sender`] |
 //! | RFC 5357 §4.1 | the result of a run, and its exit code | [`report`] |
 //! | — | rendering a report (`-format`) | [`output`] |
+//! | — | SVG pictures of a run and of saved records (cargo feature `plot`) | `plot` |
 //!
-//! `wire`, `time`, `addr`, `crypto`, `control`, `stats`, `report`, the renderers in `output`
-//! and the cores of `sender` ([`sender::Sender`]) and `reflector` ([`reflector::Reflector`]) are
-//! pure: no sockets, no clock of their own. `net`, `channel`, `server`, `client` and the loops
-//! in `reflector` and `sender` are the thin I/O around them. README.md ("Architecture") says
-//! which module may use which; `tests/architecture.rs` checks it.
+//! `wire`, `time`, `addr`, `crypto`, `control`, `stats`, `light`, `report`, the renderers in
+//! `output` and the cores of `sender` ([`sender::Sender`]) and `reflector`
+//! ([`reflector::Reflector`]) are pure: no sockets, no clock of their own. `net`, `channel`,
+//! `server`, `client` and the loops in `reflector` and `sender` are the thin I/O around them.
+//! README.md ("Architecture") says which module may use which; `tests/architecture.rs` checks
+//! it.
 
 pub mod addr;
 pub mod app;
@@ -31,6 +33,7 @@ pub mod control;
 pub mod crypto;
 pub mod daemon;
 pub mod error;
+pub mod light;
 pub mod logging;
 pub mod net;
 pub mod output;

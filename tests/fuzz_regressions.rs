@@ -82,6 +82,29 @@ fn cli_values_inputs() {
 }
 
 #[test]
+fn stamp_inputs() {
+    replay("stamp", |data| {
+        fuzz_checks::stamp(data);
+    });
+}
+
+/// The `stamp` seeds (TWAMP-Light, STAMP with TLVs, authenticated STAMP, IPv6, stateless) are
+/// reflected both times, except the ones made to be dropped, whose names say so.
+#[test]
+fn stamp_seeds_are_reflected() {
+    let seeds = inputs("seeds", "stamp");
+    assert!(
+        seeds.len() >= 8,
+        "expected the stamp seeds, found {}",
+        seeds.len()
+    );
+    for (name, bytes) in seeds {
+        let want = if name.starts_with("drop-") { 0 } else { 2 };
+        assert_eq!(fuzz_checks::stamp(&bytes), want, "{name}");
+    }
+}
+
+#[test]
 fn crypto_inputs() {
     replay("crypto", |data| {
         fuzz_checks::crypto(data);

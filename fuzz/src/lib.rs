@@ -765,3 +765,227 @@ fn test_packet_crypto(cipher: &TestCipher, datagram: &[u8]) -> usize {
     }
     opened
 }
+
+/// The HMAC key of the `stamp` target's authenticated runs (any octets will do).
+pub const STAMP_KEY: &[u8] = b"twamp-fuzz stamp key, 32 octets";
+
+/// Octets before the datagram in a `stamp` input.
+pub const STAMP_HEADER: usize = 4;
+
+/// Target `stamp`: the STAMP / TWAMP-Light parsers and the light reflector.
+///
+/// Header: flags, TOS, TTL, source port selector. Flags bit 0 authenticated mode, 1
+/// stateless, 2 TTL known, 3 TOS known, 4 IPv6 source, 5 answer short TWAMP-Light, 6 honour
+/// CoS, 7 "genuine": the reflector and the sender have the key, and before reflecting the base
+/// HMAC (authenticated) and the first HMAC TLV are made right, so the fuzzer reaches the paths
+/// behind the MACs. The rest (≤ 65535) is the datagram.
+///
+/// Asserts: the TLV walk covers the area exactly; the STAMP parsers fail exactly below the base
+/// and round-trip otherwise; `LightReflector::reflect` (twice, same sender) never says
+/// `Oversized`, is `Short` exactly under 14 (112 authenticated), `WouldAmplify` only for a
+/// 14..40-octet unauthenticated datagram, `BadHmac` only in authenticated mode and never on a
+/// genuine one; a reply is never longer than the datagram (but the opt-in 41-octet base), keeps
+/// its length for STAMP, parses back with the sender's fields, T2, T3, TTL (255 when unknown),
+/// the right sequence numbers for the mode, and is read by `LightSender::parse_reply` without a
+/// panic. Returns how many of the two were reflected.
+pub fn stamp(data: &[u8]) -> u32 {
+    use std::net::SocketAddr;
+    use twamp::light::sender::{Format, LightSender, SenderConfig};
+    use twamp::light::{
+        DropReason as LightDrop, LightConfig, LightKey, LightReceived, LightReflector, SeqMode,
+    };
+    use twamp::wire::stamp::{SessionReflectorPacket, SessionSenderPacket, StampMode};
+    use twamp::wire::tlv::{Entry, Tlvs};
+
+    if data.len() < STAMP_HEADER {
+        return 0;
+    }
+    let (head, datagram) = data.split_at(STAMP_HEADER);
+    let datagram = &datagram[..datagram.len().min(65_535)];
+    let flags = head[0];
+    let mode = if flags & 1 != 0 {
+        StampMode::Authenticated
+    } else {
+        StampMode::Unauthenticated
+    };
+    let stateless = flags & 2 != 0;
+    let ttl = (flags & 4 != 0).then_some(head[2]);
+    let tos = (flags & 8 != 0).then_some(head[1]);
+    let genuine = flags & 128 != 0;
+    let port = 1024 + u16::from(head[3]);
+    let from: SocketAddr = if flags & 16 != 0 {
+        SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)),
+            port,
+        )
+    } else {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)), port)
+    };
+
+    // The TLV walk, from every plausible start: contiguous, covering, never panicking.
+    for start in [14usize, 41, 44, 112] {
+        let Some(area) = datagram.get(start..) else {
+            continue;
+        };
+        let mut at = 0;
+        for e in Tlvs::new(area) {
+            assert_eq!(e.offset(), at, "TLV walk skipped octets");
+            at = match e {
+                Entry::Known(t) | Entry::Unknown(t) | Entry::BadLength(t) => t.end(),
+                Entry::Truncated { remaining, .. } => at + remaining,
+            };
+        }
+        assert_eq!(at, area.len(), "TLV walk did not cover the area");
+    }
+    // The STAMP base parsers.
+    for m in [StampMode::Unauthenticated, StampMode::Authenticated] {
+        let base = m.base();
+        match SessionSenderPacket::parse(datagram, m) {
+            Err(e) => {
+                assert!(datagram.len() < base);
+                assert_eq!(
+                    e,
+                    twamp::wire::Error::Truncated {
+                        need: base,
+                        got: datagram.len()
+                    }
+                );
+            }
+            Ok(p) => {
+                let mut a = datagram.to_vec();
+                p.emit(&mut a, m).expect("long enough");
+                assert_eq!(SessionSenderPacket::parse(&a, m), Ok(p));
+                assert_eq!(&a[base..], &datagram[base..], "emit wrote past the base");
+            }
+        }
+        match SessionReflectorPacket::parse(datagram, m) {
+            Err(_) => assert!(datagram.len() < base),
+            Ok(p) => {
+                let mut a = vec![0xa5; base];
+                p.emit(&mut a, m).expect("long enough");
+                assert_eq!(SessionReflectorPacket::parse(&a, m), Ok(p));
+                let mut b = vec![0u8; base];
+                p.emit(&mut b, m).expect("long enough");
+                assert_eq!(a, b, "emit left octets unwritten");
+            }
+        }
+    }
+
+    let key = genuine.then(|| LightKey::new(STAMP_KEY));
+    let config = LightConfig {
+        seq_mode: if stateless {
+            SeqMode::Stateless
+        } else {
+            SeqMode::Stateful
+        },
+        mode,
+        key: key.clone(),
+        answer_short_twamp_light: flags & 32 != 0,
+        honour_cos: flags & 64 != 0,
+        ..LightConfig::default()
+    };
+    let answer_short = config.answer_short_twamp_light;
+    let mut reflector = LightReflector::new(config);
+    let mut rx = datagram.to_vec();
+    if let Some(k) = &key {
+        k.seal_tlv_hmac(&mut rx, mode.base());
+        if mode == StampMode::Authenticated {
+            k.seal_base(&mut rx);
+        }
+    }
+    let len = rx.len();
+    let at = Timestamp::new(0x83aa_7e81, 0x4000_0000);
+    let clock = FakeClock::at(Timestamp::new(0x83aa_7e81, 0x8000_0000));
+    let mut out = vec![0u8; 65_535 + 112];
+    let mut reflected = 0u32;
+    let mut first_seq = None;
+    let sender_seq = rx
+        .get(..4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]));
+    for _ in 0..2 {
+        let received = LightReceived {
+            bytes: &rx,
+            from,
+            local_port: 862,
+            local_ip: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            ttl,
+            tos,
+            at,
+        };
+        match reflector.reflect(received, &clock, &mut out) {
+            Ok(n) => {
+                reflected += 1;
+                let limit = if answer_short { len.max(41) } else { len };
+                assert!(n <= limit, "reply of {n} octets to a datagram of {len}");
+                assert!(n >= 41, "reply of {n} octets is shorter than any base");
+                let stamp = mode == StampMode::Authenticated
+                    || (len >= 44 && SessionSenderPacket::mbz_is_zero(&rx));
+                if stamp {
+                    assert_eq!(n, len, "STAMP reply not symmetric");
+                }
+                let reply = &out[..n];
+                // Both STAMP and TWAMP reflected layouts agree on what TWAMP reads.
+                let layout = if mode == StampMode::Authenticated {
+                    TestLayout::AUTHENTICATED.reflector
+                } else {
+                    TestLayout::OPEN.reflector
+                };
+                let p = ReflectorPacket::parse(reply, &layout).expect("a reply parses");
+                assert_eq!(Some(p.sender_seq), sender_seq);
+                assert_eq!(p.receive_timestamp, at);
+                assert_eq!(p.timestamp, clock.now());
+                assert_eq!(p.sender_ttl, ttl.unwrap_or(255));
+                if stateless {
+                    assert_eq!(Some(p.seq), sender_seq, "stateless copies the sender's");
+                } else {
+                    let want = first_seq.map_or(0, |s: u32| s + 1);
+                    assert_eq!(p.seq, want, "stateful counts from 0");
+                    first_seq = Some(p.seq);
+                }
+                if mode == StampMode::Authenticated {
+                    assert!(
+                        LightKey::new(STAMP_KEY).verify_base(reply),
+                        "our own reply authenticates"
+                    );
+                }
+                // The reply's TLV area walks like any other.
+                let area = reply.get(mode.base()..).unwrap_or(&[]);
+                assert!(Tlvs::new(area).count() <= area.len());
+            }
+            Err(LightDrop::Short { len: l }) => {
+                assert_eq!(l, len);
+                assert!(len < 14 || (mode == StampMode::Authenticated && len < 112));
+            }
+            Err(LightDrop::WouldAmplify { len: l, need }) => {
+                assert_eq!((l, need), (len, 41));
+                assert!(mode == StampMode::Unauthenticated && (14..41).contains(&len));
+                assert!(!answer_short);
+            }
+            Err(LightDrop::BadHmac) => {
+                assert_eq!(mode, StampMode::Authenticated);
+                assert!(!genuine, "a genuine packet failed its HMAC");
+            }
+            Err(LightDrop::NoReplyRequested) => assert!(len > 44),
+            Err(LightDrop::Oversized) => panic!("Oversized with a 64 KiB buffer"),
+        }
+    }
+    // The Session-Sender's reader, on the datagram as if it were a reply.
+    for format in [
+        Format::TwampLight,
+        Format::Stamp(StampMode::Unauthenticated),
+        Format::Stamp(StampMode::Authenticated),
+    ] {
+        let s = LightSender::new(SenderConfig {
+            format,
+            ssid: 0,
+            tlvs: Vec::new(),
+            packet_len: 0,
+            key: (format != Format::TwampLight).then(|| LightKey::new(STAMP_KEY)),
+        })
+        .expect("a valid sender config");
+        if let Ok(p) = s.parse_reply(datagram) {
+            let _ = p.tlvs_usable();
+        }
+    }
+    reflected
+}

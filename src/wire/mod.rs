@@ -11,6 +11,8 @@
 //! | Start-Sessions, Start-Ack | RFC 5357 §3.7 | 32 | [`command`] |
 //! | Stop-Sessions | RFC 5357 §3.8 | 32 | [`command`] |
 //! | TWAMP-Test packets | RFC 5357 §4.1.2, §4.2.1 | 14 / 41 open, 48 / 112 auth | [`test`] |
+//! | STAMP test packets, SSID | RFC 8762 §4.2, §4.3; RFC 8972 §3 | 44 open, 112 auth | [`stamp`] |
+//! | STAMP TLVs | RFC 8972 §4, RFC 9503 §3–4 | 4 + Length | [`tlv`] |
 //!
 //! Conventions (after smoltcp's `wire`):
 //! - Each control message has `LEN`, `parse(&[u8; LEN])` and `emit(&mut [u8; LEN])`. The I/O layer
@@ -29,8 +31,10 @@ pub mod command;
 pub mod greeting;
 pub mod session;
 pub mod setup;
+pub mod stamp;
 pub mod start;
 pub mod test;
+pub mod tlv;
 
 pub use command::{StartAck, StartSessions, StopSessions};
 pub use greeting::ServerGreeting;
