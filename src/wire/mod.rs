@@ -10,6 +10,7 @@
 //! | Accept-Session | RFC 5357 §3.5, RFC 6038 §4.2 | 48 | [`session`] |
 //! | Start-Sessions, Start-Ack | RFC 5357 §3.7 | 32 | [`command`] |
 //! | Stop-Sessions | RFC 5357 §3.8 | 32 | [`command`] |
+//! | Start-N-Sessions, Start-N-Ack, Stop-N-Sessions, Stop-N-Ack | RFC 5938 §3.2–3.5 | 32 + 16 per SID | [`command`] |
 //! | TWAMP-Test packets | RFC 5357 §4.1.2, §4.2.1 | 14 / 41 open, 48 / 112 auth | [`test`] |
 //!
 //! Conventions (after smoltcp's `wire`):
@@ -32,7 +33,9 @@ pub mod setup;
 pub mod start;
 pub mod test;
 
-pub use command::{StartAck, StartSessions, StopSessions};
+pub use command::{
+    StartAck, StartNAck, StartNSessions, StartSessions, StopNAck, StopNSessions, StopSessions,
+};
 pub use greeting::ServerGreeting;
 pub use session::{AcceptSession, RequestTwSession};
 pub use setup::SetUpResponse;
@@ -220,7 +223,15 @@ pub enum Command {
     RequestTwSession,
     /// 6: experimentation.
     Experimentation,
-    /// RFC 5938 Start-N-Sessions and the rest, and anything unassigned.
+    /// 7: Start-N-Sessions (RFC 5938 §3.2).
+    StartNSessions,
+    /// 8: Start-N-Ack (RFC 5938 §3.3); sent by the Server, unlike Start-Ack it has a number.
+    StartNAck,
+    /// 9: Stop-N-Sessions (RFC 5938 §3.4).
+    StopNSessions,
+    /// 10: Stop-N-Ack (RFC 5938 §3.5).
+    StopNAck,
+    /// Anything unassigned here (e.g. 11, Request-TW-Micro-Sessions, RFC 9533).
     Unknown(u8),
 }
 
@@ -232,6 +243,10 @@ impl From<u8> for Command {
             3 => Command::StopSessions,
             5 => Command::RequestTwSession,
             6 => Command::Experimentation,
+            7 => Command::StartNSessions,
+            8 => Command::StartNAck,
+            9 => Command::StopNSessions,
+            10 => Command::StopNAck,
             other => Command::Unknown(other),
         }
     }
@@ -245,6 +260,10 @@ impl From<Command> for u8 {
             Command::StopSessions => 3,
             Command::RequestTwSession => 5,
             Command::Experimentation => 6,
+            Command::StartNSessions => 7,
+            Command::StartNAck => 8,
+            Command::StopNSessions => 9,
+            Command::StopNAck => 10,
             Command::Unknown(v) => v,
         }
     }
@@ -308,6 +327,12 @@ mod tests {
         }
         assert_eq!(Accept::from(3), Accept::NotSupported);
         assert_eq!(Command::from(5), Command::RequestTwSession);
+        // RFC 5938 §6.4.
+        assert_eq!(Command::from(7), Command::StartNSessions);
+        assert_eq!(Command::from(8), Command::StartNAck);
+        assert_eq!(Command::from(9), Command::StopNSessions);
+        assert_eq!(Command::from(10), Command::StopNAck);
+        assert_eq!(Command::from(11), Command::Unknown(11));
     }
 
     #[test]
