@@ -6,8 +6,8 @@
 //! | Server-Greeting | RFC 4656 §3.1, RFC 5357 §3.1 | 64 | [`greeting`] |
 //! | Set-Up-Response | RFC 4656 §3.1 | 164 | [`setup`] |
 //! | Server-Start | RFC 4656 §3.1 | 48 | [`start`] |
-//! | Request-TW-Session | RFC 5357 §3.5 | 112 | [`session`] |
-//! | Accept-Session | RFC 5357 §3.5, RFC 6038 §4.2 | 48 | [`session`] |
+//! | Request-TW-Session | RFC 5357 §3.5, RFC 6038 §4.2 | 112 | [`session`] |
+//! | Accept-Session | RFC 5357 §3.5, RFC 6038 §4.3 | 48 | [`session`] |
 //! | Start-Sessions, Start-Ack | RFC 5357 §3.7 | 32 | [`command`] |
 //! | Stop-Sessions | RFC 5357 §3.8 | 32 | [`command`] |
 //! | Start-N-Sessions, Start-N-Ack, Stop-N-Sessions, Stop-N-Ack | RFC 5938 §3.2–3.5 | 32 + 16 per SID | [`command`] |
@@ -37,7 +37,7 @@ pub use command::{
     StartAck, StartNAck, StartNSessions, StartSessions, StopNAck, StopNSessions, StopSessions,
 };
 pub use greeting::ServerGreeting;
-pub use session::{AcceptSession, RequestTwSession};
+pub use session::{AcceptSession, ReflectOctetsRequest, RequestTwSession, TypeP};
 pub use setup::SetUpResponse;
 pub use start::ServerStart;
 pub use test::{ReflectorPacket, SenderPacket, TestLayout};
