@@ -12,6 +12,10 @@
 //! | Stop-Sessions | RFC 5357 §3.8 | 32 | [`command`] |
 //! | Start-N-Sessions, Start-N-Ack, Stop-N-Sessions, Stop-N-Ack | RFC 5938 §3.2–3.5 | 32 + 16 per SID | [`command`] |
 //! | TWAMP-Test packets | RFC 5357 §4.1.2, §4.2.1 | 14 / 41 open, 48 / 112 auth | [`test`] |
+//! | Symmetrical Size sender packets | RFC 6038 §5.1.4 | 41 open, 112 auth | [`test`] |
+//! | Reflected packets with S-DSCP-ECN | RFC 7750 §2.2.1 | 44 open, 112 auth | [`test`] |
+//!
+//! `docs/rfc-extensions.md` summarises the RFC 5938, 6038 and 7750 layouts and rules.
 //!
 //! Conventions (after smoltcp's `wire`):
 //! - Each control message has `LEN`, `parse(&[u8; LEN])` and `emit(&mut [u8; LEN])`. The I/O layer
@@ -40,7 +44,9 @@ pub use greeting::ServerGreeting;
 pub use session::{AcceptSession, ReflectOctetsRequest, RequestTwSession, TypeP};
 pub use setup::SetUpResponse;
 pub use start::ServerStart;
-pub use test::{ReflectorPacket, SenderPacket, TestLayout};
+pub use test::{
+    ReflectorLayout, ReflectorPacket, SenderDscpEcn, SenderLayout, SenderPacket, TestLayout,
+};
 
 use std::fmt;
 
@@ -99,6 +105,8 @@ impl Modes {
     pub const REFLECT_OCTETS: Modes = Modes(32);
     /// Symmetrical size (RFC 6038).
     pub const SYMMETRICAL_SIZE: Modes = Modes(64);
+    /// DSCP and ECN monitoring (RFC 7750 §3: bit position 8).
+    pub const DSCP_ECN_MONITORING: Modes = Modes(256);
     /// The four security modes; exactly one of them is chosen in Set-Up-Response.
     pub const SECURITY: Modes = Modes(1 | 2 | 4 | 8);
 
@@ -137,6 +145,7 @@ impl fmt::Display for Modes {
             ),
             (Self::REFLECT_OCTETS, "reflect-octets"),
             (Self::SYMMETRICAL_SIZE, "symmetrical-size"),
+            (Self::DSCP_ECN_MONITORING, "dscp-ecn-monitoring"),
         ];
         let mut first = true;
         let mut rest = self.0;
@@ -344,5 +353,14 @@ mod tests {
         assert_eq!(m.to_string(), "open,authenticated,encrypted");
         assert_eq!(Modes(0).to_string(), "0x0");
         assert_eq!(Modes(0x1001).to_string(), "open,0x1000");
+        // IANA TWAMP-Modes values of RFC 5938, 6038 and 7750.
+        assert_eq!(Modes::INDIVIDUAL_SESSION_CONTROL, Modes(16));
+        assert_eq!(Modes::REFLECT_OCTETS, Modes(32));
+        assert_eq!(Modes::SYMMETRICAL_SIZE, Modes(64));
+        assert_eq!(Modes::DSCP_ECN_MONITORING, Modes(256));
+        assert_eq!(
+            Modes(1 | 16 | 32 | 64 | 256).to_string(),
+            "open,individual-session-control,reflect-octets,symmetrical-size,dscp-ecn-monitoring"
+        );
     }
 }
