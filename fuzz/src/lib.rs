@@ -278,7 +278,7 @@ pub fn test_packets(data: &[u8]) {
     }
     // The layouts the Modes bits choose are among those checked above.
     for bits in 0..4u32 {
-        let modes = Modes((bits & 1) * 64 | (bits >> 1) * 256);
+        let modes = Modes(((bits & 1) * 64) | ((bits >> 1) * 256));
         for base in [TestLayout::OPEN, TestLayout::AUTHENTICATED] {
             let l = base.with_modes(modes);
             assert!(l.sender.base <= l.reflector.base, "{modes}");
