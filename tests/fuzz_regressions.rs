@@ -15,7 +15,7 @@ mod fuzz_checks;
 use std::path::{Path, PathBuf};
 
 use twamp::control::SecurityMode;
-use twamp::wire::{ReflectorPacket, RequestTwSession, SenderPacket, TestLayout};
+use twamp::wire::{ReflectorPacket, RequestTwSession, SenderPacket, StartNSessions, TestLayout};
 
 /// `(file name, bytes)` of every file in `fuzz/<kind>/<target>/`, sorted by name.
 fn inputs(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
@@ -62,6 +62,26 @@ fn replay(target: &str, check: fn(&[u8])) {
 #[test]
 fn control_messages_inputs() {
     replay("control_messages", fuzz_checks::control_messages);
+}
+
+#[test]
+fn control_n_messages_inputs() {
+    replay("control_n_messages", fuzz_checks::control_n_messages);
+}
+
+/// The hand-made RFC 5938 seeds are whole messages of the kind their selector names.
+#[test]
+fn rfc5938_seeds_are_whole_messages() {
+    let seeds = inputs("seeds", "control_n_messages");
+    assert!(seeds.len() >= 4, "expected a seed per message");
+    for (name, bytes) in seeds {
+        let body = &bytes[1..];
+        let first: &[u8; 16] = body[..16].try_into().expect("a first block");
+        let len = StartNSessions::message_len(first).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(len, body.len(), "{name}");
+        let command = [7u8, 8, 9, 10][usize::from(bytes[0] % 4)];
+        assert_eq!(body[0], command, "{name}: selector and Command agree");
+    }
 }
 
 #[test]

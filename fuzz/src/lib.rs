@@ -15,8 +15,9 @@ use twamp::crypto::{ControlCipher, SessionKeys, TestCipher, TestKeys, TestSecuri
 use twamp::reflector::{DropReason, Received, Reflector};
 use twamp::time::{Clock, FakeClock, Timestamp};
 use twamp::wire::{
-    AcceptSession, ReflectorPacket, RequestTwSession, SenderPacket, ServerGreeting, ServerStart,
-    SetUpResponse, StartAck, StopSessions, TestLayout,
+    AcceptSession, Modes, ReflectOctetsRequest, ReflectorPacket, RequestTwSession, SenderPacket,
+    ServerGreeting, ServerStart, SetUpResponse, StartAck, StartNAck, StartNSessions, StopNAck,
+    StopNSessions, StopSessions, TestLayout, TypeP,
 };
 
 /// The control connection's peer in every target.
@@ -145,6 +146,16 @@ fn request_tw_session(buf: &[u8; RequestTwSession::LEN]) {
         req.receiver_address.is_ipv6(),
         "one family per request"
     );
+    // RFC 6038 fields: zero after the base emit, and they round-trip over it.
+    let ext = ReflectOctetsRequest::parse(buf);
+    assert_eq!(
+        ReflectOctetsRequest::parse(&dirty),
+        ReflectOctetsRequest::default()
+    );
+    ext.emit(&mut dirty);
+    assert_eq!(ReflectOctetsRequest::parse(&dirty), ext);
+    assert_eq!(RequestTwSession::parse(&dirty).as_ref(), Ok(&req));
+    assert_eq!(u32::from(TypeP::from(req.type_p)), req.type_p);
     for mode in MODES {
         for peer in [PEER, IpAddr::V6(Ipv6Addr::LOCALHOST)] {
             match server::validate_request(&req, mode, peer) {
@@ -170,7 +181,14 @@ fn request_tw_session(buf: &[u8; RequestTwSession::LEN]) {
 /// inputs of any length. Shorter than the base is `Truncated`; otherwise parse → emit (into a
 /// copy of the input) → parse gives the same value and leaves the padding alone.
 pub fn test_packets(data: &[u8]) {
-    for layout in [TestLayout::OPEN, TestLayout::AUTHENTICATED] {
+    for layout in [
+        TestLayout::OPEN,
+        TestLayout::AUTHENTICATED,
+        TestLayout::SYMMETRICAL_OPEN,
+        TestLayout::SYMMETRICAL_AUTHENTICATED,
+        TestLayout::DSCP_ECN_OPEN,
+        TestLayout::SYMMETRICAL_DSCP_ECN_OPEN,
+    ] {
         let s = layout.sender;
         match SenderPacket::parse(data, &s) {
             Ok(p) => {
@@ -250,7 +268,100 @@ pub fn test_packets(data: &[u8]) {
         assert!(ReflectorPacket::default()
             .emit(&mut vec![0; cut], &r)
             .is_err());
+        // RFC 7750 S-DSCP-ECN: readable exactly when the packet holds the base and the octet
+        // (in the plain open layout, 41 is past the base).
+        let need = r.base.max(r.sender_dscp_ecn() + 1);
+        match ReflectorPacket::parse_sender_dscp_ecn(data, &r) {
+            Ok(v) => assert_eq!(v.0, data[r.sender_dscp_ecn()]),
+            Err(_) => assert!(data.len() < need),
+        }
     }
+    // The layouts the Modes bits choose are among those checked above.
+    for bits in 0..4u32 {
+        let modes = Modes(((bits & 1) * 64) | ((bits >> 1) * 256));
+        for base in [TestLayout::OPEN, TestLayout::AUTHENTICATED] {
+            let l = base.with_modes(modes);
+            assert!(l.sender.base <= l.reflector.base, "{modes}");
+        }
+    }
+}
+
+/// Target `control_n_messages`: the RFC 5938 messages. Octet 0 (mod 4) picks Start-N-Sessions,
+/// Start-N-Ack, Stop-N-Sessions or Stop-N-Ack; the rest is the message, any length. `parse`
+/// fails exactly when the input is shorter than the first block or than `message_len`, or
+/// Number of Sessions exceeds `MAX_SIDS`; otherwise parse → emit (into a dirty buffer) →
+/// parse is equal, emit writes `message_len` octets, canonically, and nothing after them.
+pub fn control_n_messages(data: &[u8]) {
+    let Some((&which, body)) = data.split_first() else {
+        return;
+    };
+    match which % 4 {
+        0 => n_round_trip(
+            body,
+            StartNSessions::parse,
+            StartNSessions::emit,
+            StartNSessions::message_len,
+        ),
+        1 => n_round_trip(
+            body,
+            StartNAck::parse,
+            StartNAck::emit,
+            StartNAck::message_len,
+        ),
+        2 => n_round_trip(
+            body,
+            StopNSessions::parse,
+            StopNSessions::emit,
+            StopNSessions::message_len,
+        ),
+        _ => n_round_trip(body, StopNAck::parse, StopNAck::emit, StopNAck::message_len),
+    }
+}
+
+fn n_round_trip<T: PartialEq + std::fmt::Debug>(
+    body: &[u8],
+    parse: fn(&[u8]) -> twamp::wire::Result<T>,
+    emit: fn(&T, &mut [u8]) -> twamp::wire::Result<usize>,
+    message_len: fn(&[u8; 16]) -> twamp::wire::Result<usize>,
+) {
+    let parsed = parse(body);
+    let Some(first) = body.get(..16) else {
+        assert!(
+            parsed.is_err(),
+            "parsed a message shorter than its first block"
+        );
+        return;
+    };
+    let first: &[u8; 16] = first.try_into().expect("16 octets");
+    let len = match message_len(first) {
+        Ok(len) => len,
+        Err(e) => {
+            assert_eq!(parsed.err(), Some(e), "message_len and parse disagree");
+            return;
+        }
+    };
+    assert!(len >= 32 && (len - 32) % 16 == 0, "message_len {len}");
+    let value = match parsed {
+        Ok(v) => v,
+        Err(e) => {
+            assert!(body.len() < len, "refused a whole message: {e}");
+            return;
+        }
+    };
+    assert!(body.len() >= len);
+    let mut dirty = vec![0xa5u8; len + 16];
+    assert_eq!(emit(&value, &mut dirty), Ok(len), "emit length");
+    assert!(
+        dirty[len..].iter().all(|&b| b == 0xa5),
+        "emit wrote past the message"
+    );
+    let mut clean = vec![0u8; len];
+    assert_eq!(emit(&value, &mut clean), Ok(len));
+    assert_eq!(dirty[..len], clean[..], "emit left octets unwritten");
+    assert_eq!(parse(&clean).as_ref(), Ok(&value), "parse -> emit -> parse");
+    // Command, Accept (acks), Number of Sessions, SIDs survive; MBZ and HMAC become zero.
+    assert_eq!(clean[12..len - 16], body[12..len - 16], "count and SIDs");
+    assert!(emit(&value, &mut vec![0u8; len - 1]).is_err());
 }
 
 /// The keys of stream 0 of a capture in `../shared/vectors` (`owamp_*.decrypted.txt`):

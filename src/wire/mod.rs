@@ -6,13 +6,18 @@
 //! | Server-Greeting | RFC 4656 §3.1, RFC 5357 §3.1 | 64 | [`greeting`] |
 //! | Set-Up-Response | RFC 4656 §3.1 | 164 | [`setup`] |
 //! | Server-Start | RFC 4656 §3.1 | 48 | [`start`] |
-//! | Request-TW-Session | RFC 5357 §3.5 | 112 | [`session`] |
-//! | Accept-Session | RFC 5357 §3.5, RFC 6038 §4.2 | 48 | [`session`] |
+//! | Request-TW-Session | RFC 5357 §3.5, RFC 6038 §4.2 | 112 | [`session`] |
+//! | Accept-Session | RFC 5357 §3.5, RFC 6038 §4.3 | 48 | [`session`] |
 //! | Start-Sessions, Start-Ack | RFC 5357 §3.7 | 32 | [`command`] |
 //! | Stop-Sessions | RFC 5357 §3.8 | 32 | [`command`] |
+//! | Start-N-Sessions, Start-N-Ack, Stop-N-Sessions, Stop-N-Ack | RFC 5938 §3.2–3.5 | 32 + 16 per SID | [`command`] |
 //! | TWAMP-Test packets | RFC 5357 §4.1.2, §4.2.1 | 14 / 41 open, 48 / 112 auth | [`test`] |
 //! | STAMP test packets, SSID | RFC 8762 §4.2, §4.3; RFC 8972 §3 | 44 open, 112 auth | [`stamp`] |
 //! | STAMP TLVs | RFC 8972 §4, RFC 9503 §3–4 | 4 + Length | [`tlv`] |
+//! | Symmetrical Size sender packets | RFC 6038 §5.1.4 | 41 open, 112 auth | [`test`] |
+//! | Reflected packets with S-DSCP-ECN | RFC 7750 §2.2.1 | 44 open, 112 auth | [`test`] |
+//!
+//! `docs/rfc-extensions.md` summarises the RFC 5938, 6038 and 7750 layouts and rules.
 //!
 //! Conventions (after smoltcp's `wire`):
 //! - Each control message has `LEN`, `parse(&[u8; LEN])` and `emit(&mut [u8; LEN])`. The I/O layer
@@ -36,12 +41,16 @@ pub mod start;
 pub mod test;
 pub mod tlv;
 
-pub use command::{StartAck, StartSessions, StopSessions};
+pub use command::{
+    StartAck, StartNAck, StartNSessions, StartSessions, StopNAck, StopNSessions, StopSessions,
+};
 pub use greeting::ServerGreeting;
-pub use session::{AcceptSession, RequestTwSession};
+pub use session::{AcceptSession, ReflectOctetsRequest, RequestTwSession, TypeP};
 pub use setup::SetUpResponse;
 pub use start::ServerStart;
-pub use test::{ReflectorPacket, SenderPacket, TestLayout};
+pub use test::{
+    ReflectorLayout, ReflectorPacket, SenderDscpEcn, SenderLayout, SenderPacket, TestLayout,
+};
 
 use std::fmt;
 
@@ -100,6 +109,8 @@ impl Modes {
     pub const REFLECT_OCTETS: Modes = Modes(32);
     /// Symmetrical size (RFC 6038).
     pub const SYMMETRICAL_SIZE: Modes = Modes(64);
+    /// DSCP and ECN monitoring (RFC 7750 §3: bit position 8).
+    pub const DSCP_ECN_MONITORING: Modes = Modes(256);
     /// The four security modes; exactly one of them is chosen in Set-Up-Response.
     pub const SECURITY: Modes = Modes(1 | 2 | 4 | 8);
 
@@ -138,6 +149,7 @@ impl fmt::Display for Modes {
             ),
             (Self::REFLECT_OCTETS, "reflect-octets"),
             (Self::SYMMETRICAL_SIZE, "symmetrical-size"),
+            (Self::DSCP_ECN_MONITORING, "dscp-ecn-monitoring"),
         ];
         let mut first = true;
         let mut rest = self.0;
@@ -224,7 +236,15 @@ pub enum Command {
     RequestTwSession,
     /// 6: experimentation.
     Experimentation,
-    /// RFC 5938 Start-N-Sessions and the rest, and anything unassigned.
+    /// 7: Start-N-Sessions (RFC 5938 §3.2).
+    StartNSessions,
+    /// 8: Start-N-Ack (RFC 5938 §3.3); sent by the Server, unlike Start-Ack it has a number.
+    StartNAck,
+    /// 9: Stop-N-Sessions (RFC 5938 §3.4).
+    StopNSessions,
+    /// 10: Stop-N-Ack (RFC 5938 §3.5).
+    StopNAck,
+    /// Anything unassigned here (e.g. 11, Request-TW-Micro-Sessions, RFC 9533).
     Unknown(u8),
 }
 
@@ -236,6 +256,10 @@ impl From<u8> for Command {
             3 => Command::StopSessions,
             5 => Command::RequestTwSession,
             6 => Command::Experimentation,
+            7 => Command::StartNSessions,
+            8 => Command::StartNAck,
+            9 => Command::StopNSessions,
+            10 => Command::StopNAck,
             other => Command::Unknown(other),
         }
     }
@@ -249,6 +273,10 @@ impl From<Command> for u8 {
             Command::StopSessions => 3,
             Command::RequestTwSession => 5,
             Command::Experimentation => 6,
+            Command::StartNSessions => 7,
+            Command::StartNAck => 8,
+            Command::StopNSessions => 9,
+            Command::StopNAck => 10,
             Command::Unknown(v) => v,
         }
     }
@@ -312,6 +340,12 @@ mod tests {
         }
         assert_eq!(Accept::from(3), Accept::NotSupported);
         assert_eq!(Command::from(5), Command::RequestTwSession);
+        // RFC 5938 §6.4.
+        assert_eq!(Command::from(7), Command::StartNSessions);
+        assert_eq!(Command::from(8), Command::StartNAck);
+        assert_eq!(Command::from(9), Command::StopNSessions);
+        assert_eq!(Command::from(10), Command::StopNAck);
+        assert_eq!(Command::from(11), Command::Unknown(11));
     }
 
     #[test]
@@ -323,5 +357,14 @@ mod tests {
         assert_eq!(m.to_string(), "open,authenticated,encrypted");
         assert_eq!(Modes(0).to_string(), "0x0");
         assert_eq!(Modes(0x1001).to_string(), "open,0x1000");
+        // IANA TWAMP-Modes values of RFC 5938, 6038 and 7750.
+        assert_eq!(Modes::INDIVIDUAL_SESSION_CONTROL, Modes(16));
+        assert_eq!(Modes::REFLECT_OCTETS, Modes(32));
+        assert_eq!(Modes::SYMMETRICAL_SIZE, Modes(64));
+        assert_eq!(Modes::DSCP_ECN_MONITORING, Modes(256));
+        assert_eq!(
+            Modes(1 | 16 | 32 | 64 | 256).to_string(),
+            "open,individual-session-control,reflect-octets,symmetrical-size,dscp-ecn-monitoring"
+        );
     }
 }

@@ -1,5 +1,10 @@
-//! Request-TW-Session and Accept-Session (RFC 5357 §3.5; RFC 6038 §4.2 for the octets that
-//! follow the SID in Accept-Session).
+//! Request-TW-Session and Accept-Session (RFC 5357 §3.5), with the Reflect Octets fields of
+//! RFC 6038 §4.2 (after the Type-P Descriptor in Request-TW-Session) and §4.3 (after the SID in
+//! Accept-Session), and the Type-P Descriptor's two forms (RFC 4656 §3.5).
+//!
+//! [`RequestTwSession`] keeps its fields as they were before RFC 6038; the two RFC 6038 fields of
+//! the request are read and written by [`ReflectOctetsRequest`] over the same 112 octets, after
+//! `RequestTwSession::emit` (which writes them as zero, as a peer without the mode sends them).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -23,7 +28,11 @@ mod field {
     pub const START_TIME: Field = 68..76;
     pub const TIMEOUT: Field = 76..84;
     pub const TYPE_P: Field = 84..88;
-    pub const MBZ: Field = 88..96;
+    /// Octets to be reflected (RFC 6038 §4.2); MBZ without Reflect Octets mode.
+    pub const OCTETS_TO_BE_REFLECTED: Field = 88..90;
+    /// Length of padding to reflect (RFC 6038 §4.2); MBZ without Reflect Octets mode.
+    pub const LENGTH_OF_PADDING_TO_REFLECT: Field = 90..92;
+    pub const MBZ: Field = 92..96;
     pub const HMAC: Field = 96..112;
 }
 
@@ -54,14 +63,15 @@ pub struct RequestTwSession {
     /// interval (RFC 5357 §3.5).
     pub timeout: Timestamp,
     /// Type-P Descriptor: DSCP in the low 6 bits of the first octet per RFC 4656 §3.5
-    /// (owamp writes `dscp << 24`).
+    /// (owamp writes `dscp << 24`); see [`TypeP`].
     pub type_p: u32,
 }
 
 impl RequestTwSession {
     pub const LEN: usize = field::HMAC.end;
 
-    /// Fails only on an IPVN other than 4 or 6 (RFC 5357 §3.5). Never panics.
+    /// Fails only on an IPVN other than 4 or 6 (RFC 5357 §3.5). Never panics. The RFC 6038
+    /// fields are not read here: see [`ReflectOctetsRequest::parse`].
     pub fn parse(buf: &[u8; Self::LEN]) -> Result<Self> {
         let _ = (field::COMMAND, field::MBZ);
         let ipvn = buf[field::IPVN] & 0x0f;
@@ -94,7 +104,8 @@ impl RequestTwSession {
     }
 
     /// IPVN written is the sender address's family; a receiver address of the other family is
-    /// written as unspecified of the sender's (the request cannot carry mixed families).
+    /// written as unspecified of the sender's (the request cannot carry mixed families). The
+    /// RFC 6038 fields are written as zero; [`ReflectOctetsRequest::emit`] fills them in after.
     pub fn emit(&self, buf: &mut [u8; Self::LEN]) {
         buf.fill(0);
         buf[field::COMMAND] = u8::from(Command::RequestTwSession);
@@ -133,6 +144,82 @@ impl RequestTwSession {
     }
 }
 
+/// The two Reflect Octets fields of Request-TW-Session (RFC 6038 §4.2), which follow the
+/// Type-P Descriptor at octets 88..92. Both are zero (MBZ) when Reflect Octets mode was not
+/// chosen in Set-Up-Response.
+///
+/// What the fields oblige (RFC 6038 §4.2, §4.3, §5.1.2; checked by the control layer, not here):
+/// the Server copies Octets to be reflected into Accept-Session's Reflected Octets; the
+/// Session-Sender puts Length of padding to reflect octets at the start of its padding and the
+/// Session-Reflector returns them; Padding Length SHALL be greater than Length of padding to
+/// reflect (plus 27 open / 56 authenticated when the reflector truncates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReflectOctetsRequest {
+    /// Octets to be reflected: two octets the Server MUST return in Accept-Session's Reflected
+    /// Octets. Read big-endian, like the Accept-Session field it is copied into.
+    pub octets_to_be_reflected: u16,
+    /// Length of padding to reflect, in octets: how much of the start of each Session-Sender
+    /// packet's padding the Session-Reflector returns.
+    pub length_of_padding_to_reflect: u16,
+}
+
+impl ReflectOctetsRequest {
+    /// Reads octets 88..92 of a Request-TW-Session. Never panics; any value is accepted.
+    pub fn parse(buf: &[u8; RequestTwSession::LEN]) -> Self {
+        ReflectOctetsRequest {
+            octets_to_be_reflected: u16::from_be_bytes(array(buf, field::OCTETS_TO_BE_REFLECTED)),
+            length_of_padding_to_reflect: u16::from_be_bytes(array(
+                buf,
+                field::LENGTH_OF_PADDING_TO_REFLECT,
+            )),
+        }
+    }
+
+    /// Writes octets 88..92 only; call it after [`RequestTwSession::emit`], which zeroes them.
+    pub fn emit(&self, buf: &mut [u8; RequestTwSession::LEN]) {
+        buf[field::OCTETS_TO_BE_REFLECTED]
+            .copy_from_slice(&self.octets_to_be_reflected.to_be_bytes());
+        buf[field::LENGTH_OF_PADDING_TO_REFLECT]
+            .copy_from_slice(&self.length_of_padding_to_reflect.to_be_bytes());
+    }
+}
+
+/// The Type-P Descriptor of Request-TW-Session (RFC 4656 §3.5), by its two format bits (the
+/// most significant bits of the first octet). RFC 5357 §3.5 lets TWAMP use only the DSCP form;
+/// RFC 7750 adds no form: ECN is never requested here, it is only reported back in the
+/// reflected packet's S-DSCP-ECN field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TypeP {
+    /// Format `00`: the next six bits are the DSCP (RFC 2474); the other 24 bits are zero.
+    /// All zeros is best effort (DSCP 0).
+    Dscp(u8),
+    /// Format `01`: the next 16 bits are a PHB ID (RFC 2836); the last 14 bits are zero.
+    PhbId(u16),
+    /// Format `10` or `11`, or a known format with other bits set: kept so it round-trips.
+    Other(u32),
+}
+
+impl From<u32> for TypeP {
+    fn from(v: u32) -> Self {
+        match v >> 30 {
+            0b00 if v & 0x00ff_ffff == 0 => TypeP::Dscp((v >> 24) as u8 & 0x3f),
+            0b01 if v & 0x3fff == 0 => TypeP::PhbId((v >> 14) as u16),
+            _ => TypeP::Other(v),
+        }
+    }
+}
+
+impl From<TypeP> for u32 {
+    /// A `Dscp` above 63 keeps only its low six bits (it cannot come from `From<u32>`).
+    fn from(t: TypeP) -> u32 {
+        match t {
+            TypeP::Dscp(d) => u32::from(d & 0x3f) << 24,
+            TypeP::PhbId(p) => 0x4000_0000 | (u32::from(p) << 14),
+            TypeP::Other(v) => v,
+        }
+    }
+}
+
 mod accept_field {
     use super::Field;
     pub const ACCEPT: usize = 0;
@@ -145,7 +232,7 @@ mod accept_field {
     pub const HMAC: Field = 32..48;
 }
 
-/// Accept-Session (RFC 5357 §3.5): the Server's answer, with the UDP port the
+/// Accept-Session (RFC 5357 §3.5, RFC 6038 §4.3): the Server's answer, with the UDP port the
 /// Session-Reflector really listens on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcceptSession {
@@ -154,9 +241,11 @@ pub struct AcceptSession {
     /// differs from the requested one.
     pub port: u16,
     pub sid: Sid,
-    /// Reflected Octets (RFC 6038 §4.2); 0 without that mode.
+    /// Reflected octets (RFC 6038 §4.3, octets 20..22): the request's Octets to be reflected,
+    /// copied back; 0 (MBZ) without Reflect Octets mode.
     pub reflected_octets: u16,
-    /// Server Octets (RFC 6038 §4.2); 0 without that mode.
+    /// Server octets (RFC 6038 §4.3, octets 22..24): zero, or two octets the Session-Sender
+    /// MUST put first in the padding to be reflected (§5.1.2); 0 (MBZ) without the mode.
     pub server_octets: u16,
 }
 
@@ -292,5 +381,116 @@ mod tests {
         let mut buf = [0xa5; AcceptSession::LEN];
         a.emit(&mut buf);
         assert_eq!(buf, ACCEPT);
+    }
+
+    /// A Request-TW-Session in Reflect Octets mode (RFC 6038 §4.2): the captured request with
+    /// Padding Length 64, Octets to be reflected 0xbeef and 32 octets of padding to reflect.
+    #[rustfmt::skip]
+    static REFLECT_REQUEST: [u8; RequestTwSession::LEN] = [
+        0x05,                                             // Command = Request-TW-Session
+        0x04,                                             // MBZ | IPVN = 4
+        0x00, 0x00,                                       // Conf-Sender, Conf-Receiver
+        0x00, 0x00, 0x00, 0x00,                           // Number of Schedule Slots
+        0x00, 0x00, 0x00, 0x00,                           // Number of Packets
+        0x4e, 0x81,                                       // Sender Port = 20097
+        0x4e, 0x81,                                       // Receiver Port = 20097
+        0x7f, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // Sender Address
+        0x7f, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // Receiver Address
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   // SID (zero in a request)
+        0x00, 0x00, 0x00, 0x40,                           // Padding Length = 64
+        0xee, 0xad, 0x29, 0xfc, 0x28, 0x65, 0x40, 0xcd,   // Start Time
+        0x00, 0x00, 0x00, 0x02, 0x00, 0x06, 0x6c, 0x2b,   // Timeout
+        0x2e, 0x00, 0x00, 0x00,                           // Type-P Descriptor: 00 | DSCP 46 (EF)
+        0xbe, 0xef,                                       // Octets to be reflected
+        0x00, 0x20,                                       // Length of padding to reflect = 32
+        0, 0, 0, 0,                                       // MBZ
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   // HMAC
+    ];
+
+    #[test]
+    fn reflect_octets_request_offsets_and_round_trip() {
+        let base = RequestTwSession::parse(&REFLECT_REQUEST).unwrap();
+        assert_eq!(base.padding_length, 64);
+        assert_eq!(TypeP::from(base.type_p), TypeP::Dscp(46));
+        let ext = ReflectOctetsRequest::parse(&REFLECT_REQUEST);
+        assert_eq!(
+            ext,
+            ReflectOctetsRequest {
+                octets_to_be_reflected: 0xbeef,
+                length_of_padding_to_reflect: 32,
+            }
+        );
+        let mut buf = [0xa5; RequestTwSession::LEN];
+        base.emit(&mut buf);
+        assert_eq!(buf[88..96], [0; 8], "without the mode the fields are MBZ");
+        assert_eq!(
+            ReflectOctetsRequest::parse(&buf),
+            ReflectOctetsRequest::default()
+        );
+        ext.emit(&mut buf);
+        assert_eq!(buf, REFLECT_REQUEST);
+    }
+
+    #[test]
+    fn captured_request_has_no_reflect_octets() {
+        assert_eq!(
+            ReflectOctetsRequest::parse(&REQUEST),
+            ReflectOctetsRequest::default()
+        );
+    }
+
+    /// Accept-Session in Reflect Octets mode (RFC 6038 §4.3).
+    #[rustfmt::skip]
+    static REFLECT_ACCEPT: [u8; AcceptSession::LEN] = [
+        0x00,                                             // Accept = OK
+        0x00,                                             // MBZ
+        0x4b, 0x03,                                       // Port = 19203
+        0x7f, 0x00, 0x00, 0x01, 0xee, 0xad, 0x29, 0xfb,
+        0x28, 0x6b, 0x37, 0x86, 0x17, 0x0a, 0x25, 0x0f,   // SID
+        0xbe, 0xef,                                       // Reflected octets
+        0x12, 0x34,                                       // Server octets
+        0, 0, 0, 0, 0, 0, 0, 0,                           // MBZ (8 octets)
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,   // HMAC
+    ];
+
+    #[test]
+    fn accept_session_reflect_octets_offsets() {
+        let a = AcceptSession::parse(&REFLECT_ACCEPT);
+        assert_eq!((a.reflected_octets, a.server_octets), (0xbeef, 0x1234));
+        assert_eq!((a.accept, a.port), (Accept::Ok, 19203));
+        let mut buf = [0xa5; AcceptSession::LEN];
+        a.emit(&mut buf);
+        assert_eq!(buf, REFLECT_ACCEPT);
+        let mut r = [0xa5; AcceptSession::LEN];
+        AcceptSession::refuse(Accept::NotSupported).emit(&mut r);
+        assert_eq!(r[0], 3);
+        assert!(r[1..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn type_p_forms() {
+        // (wire value, parsed), RFC 4656 §3.5.
+        let table = [
+            (0x0000_0000, TypeP::Dscp(0)),
+            (0x2e00_0000, TypeP::Dscp(46)), // EF: owamp's `dscp << 24`
+            (0x0a00_0000, TypeP::Dscp(10)), // AF11
+            (0x3f00_0000, TypeP::Dscp(63)),
+            (0x4000_0000, TypeP::PhbId(0)),
+            (0x4000_4000, TypeP::PhbId(1)),
+            (0x7fff_c000, TypeP::PhbId(0xffff)),
+            (0x0000_002e, TypeP::Other(0x2e)), // DSCP in the wrong octet
+            (0xb800_0000, TypeP::Other(0xb800_0000)), // a TOS octet: format 10
+            (0x4000_0001, TypeP::Other(0x4000_0001)),
+            (0x8000_0000, TypeP::Other(0x8000_0000)), // format 10
+            (0xc000_0000, TypeP::Other(0xc000_0000)), // format 11
+        ];
+        for (wire, parsed) in table {
+            assert_eq!(TypeP::from(wire), parsed, "{wire:#010x}");
+            assert_eq!(u32::from(parsed), wire, "{parsed:?}");
+        }
+        assert_eq!(u32::from(TypeP::Dscp(0xff)), 0x3f00_0000);
+        for v in [0u32, 1, 0x00ff_ffff, 0x3fff_ffff, 0x4000_3fff, u32::MAX] {
+            assert_eq!(u32::from(TypeP::from(v)), v);
+        }
     }
 }
