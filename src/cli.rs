@@ -126,7 +126,7 @@ fn duration(s: &str) -> Result<String, String> {
 pub struct Cli {
     /// Run as the TWAMP server (Server and Session-Reflector) or the client (Control-Client and
     /// Session-Sender).
-    #[arg(long, value_enum, value_name = "server|client")]
+    #[arg(long, value_enum, value_name = "server|client|plot")]
     pub mode: ModeArg,
 
     // ---- client ----
@@ -760,7 +760,7 @@ mod tests {
             ),
             (
                 &["-mode", "sideways"],
-                "-mode: 'sideways' is not server or client",
+                "-mode: 'sideways' is not server, client or plot",
             ),
             (&["-mode", "client", "-port"], "-port needs a value"),
             (
