@@ -191,8 +191,6 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The reflector loop ends when told to ([`Handle::stop_after`]), when `shutdown` is set, or after `refwait`
-/// without a test packet (RFC 5357 §4.2: REFWAIT).
 /// What every reflector of a server shares: the shutdown flag, the count of running reflector
 /// threads, and server-wide totals of the per-session counters.
 #[derive(Clone)]
@@ -210,6 +208,9 @@ pub struct Context {
 pub const MIN_BUFFER: usize = 1500;
 
 /// Starts the reflector loop for one session on its own thread.
+///
+/// The loop ends when told to ([`Handle::stop_after`]), when `shutdown` is set, or after
+/// `refwait` without a test packet (RFC 5357 §4.2: REFWAIT).
 ///
 /// `max_packet` is the negotiated Session-Sender packet size (base + Padding Length). The
 /// buffers are sized from it, not from the 64 KiB UDP maximum: a session costs a few KiB, and

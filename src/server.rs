@@ -1,17 +1,19 @@
 //! The TWAMP Server (RFC 5357 §3): the accept loop, one thread per control connection, and the
-//! Session-Reflectors each connection starts. Decisions live in `control::server`; this file
-//! reads, writes and starts threads.
+//! Session-Reflectors each connection starts. Decisions live in the state machine of
+//! `control::server`; this file only executes its actions: reads, writes, binds sockets and
+//! starts and stops reflectors.
 
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::collections::VecDeque;
+
 use crate::channel::ControlStream;
 use crate::config::{ServerConfig, REFLECTOR_RCVBUF};
-use crate::control::server::{self as decide, Conn, Next};
-use crate::control::SecurityMode;
-use crate::crypto::{self, ControlCipher, SessionKeys, TestCipher, TestKeys};
+use crate::control::server::{self as decide, Action, Expect, Input, Message};
+use crate::control::{Error as ControlError, SecurityMode};
 use crate::error::{Error, Op, Result};
 use crate::reflector::{self, Reflector};
 use crate::time::{Clock, SystemClock};
@@ -183,19 +185,45 @@ fn random<const N: usize>() -> Result<[u8; N]> {
     Ok(b)
 }
 
-/// A session accepted on this connection.
+/// A session accepted on this connection and not started yet: its socket and reflector.
 struct Pending {
-    spec: decide::SessionSpec,
+    bind: decide::Bind,
     socket: std::net::UdpSocket,
-    sid: crate::wire::Sid,
-    cipher: Option<TestCipher>,
 }
 
-/// One control connection, from Server-Greeting to close.
+/// The test sessions of one control connection: bound, then running.
+#[derive(Default)]
+struct Sessions {
+    pending: Vec<Pending>,
+    running: Vec<(reflector::Handle, Duration)>,
+}
+
+impl Sessions {
+    /// Test-packet activity for SERVWAIT: the latest receive time of any running session.
+    fn last_rx(&self) -> Option<Instant> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.running
+            .iter()
+            .map(|(h, _)| h.counters.last_rx_ms.load(Ordering::Relaxed))
+            .max()
+            .and_then(|seen| {
+                Instant::now().checked_sub(Duration::from_millis(now_ms.saturating_sub(seen)))
+            })
+    }
+}
+
+/// One control connection, from Server-Greeting to close: reads what the state machine
+/// expects, feeds it in, and executes the actions it returns.
 fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result<()> {
     let cfg = &sh.config;
     log::info!("{peer}: control connection accepted");
     let _ = stream.set_nodelay(true);
+    // Every write has a deadline: a peer that never reads cannot pin this thread.
+    stream
+        .set_write_timeout(Some(cfg.message_timeout))
+        .map_err(|e| Error::io(Op::SetSockopt, Some(peer), e))?;
     let local_ip = addr::unmap_ip(
         stream
             .local_addr()
@@ -203,245 +231,161 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
             .ip(),
     );
     let mut ch = ControlStream::new(stream, Some(peer));
-
-    // Server-Greeting (RFC 4656 §3.1).
-    let greeting = ServerGreeting {
-        modes: cfg.modes,
+    let secrets = decide::Secrets {
         challenge: random()?,
         salt: random()?,
-        count: cfg.pbkdf2_count,
+        server_iv: random()?,
     };
-    let mut buf = [0u8; ServerGreeting::LEN];
-    greeting.emit(&mut buf);
-    ch.write_clear(&buf, "Server-Greeting")?;
-
-    // Set-Up-Response.
-    if !wait_for_message(&ch, sh, None, "Set-Up-Response")? {
-        return Ok(()); // shutting down
-    }
-    let mut buf = [0u8; SetUpResponse::LEN];
-    ch.read_clear(
-        &mut buf,
-        Instant::now() + sh.config.message_timeout,
-        "Set-Up-Response",
-    )?;
-    let setup = SetUpResponse::parse(&buf);
-    let Some(mode) = SecurityMode::from_modes(setup.mode).filter(|m| cfg.modes.contains(m.bit()))
-    else {
-        // RFC 4656 §3.1: Mode 0 means the client declines; anything not offered is an error.
-        // Either way the Server closes the connection.
-        return Err(Error::Protocol(format!(
-            "Set-Up-Response chose mode {} (offered {})",
-            setup.mode, cfg.modes
-        )));
-    };
-
-    // Authenticate the secure modes before saying anything more.
-    let mut session_keys: Option<SessionKeys> = None;
-    if mode.needs_key() {
-        let id = setup.key_id_str();
-        let keys = cfg.keys.get(&id).ok_or(()).and_then(|secret| {
-            let k = crypto::derive_key(secret, &greeting.salt, greeting.count);
-            crypto::decrypt_token(&k, &setup.token, &greeting.challenge).map_err(|_| ())
-        });
-        match keys {
-            Ok(k) => session_keys = Some(k),
-            Err(()) => {
-                let known = cfg.keys.get(&id).is_some();
-                let start = ServerStart {
-                    accept: Accept::Failure,
-                    server_iv: [0; 16],
-                    start_time: sh.started,
-                };
-                let mut b = [0u8; ServerStart::LEN];
-                start.emit(&mut b);
-                let _ = ch.write_clear(&b, "Server-Start");
-                return Err(Error::Auth(if known {
-                    format!("identity '{id}' from {peer}: wrong key (Token did not decrypt to our Challenge)")
-                } else {
-                    format!("unknown identity '{id}' from {peer}")
-                }));
-            }
-        }
-    }
-
-    // Server-Start: Server-IV in clear, Start-Time encrypted in the secure modes.
-    let server_iv: [u8; 16] = if mode.needs_key() { random()? } else { [0; 16] };
-    // RFC 4656 §3.1: Start-Time is "the time when the current instantiation of the Server
-    // started operating" (twampd sends the same value on every connection).
-    let start = ServerStart {
-        accept: Accept::Ok,
-        server_iv,
-        start_time: sh.started,
-    };
-    let mut b = [0u8; ServerStart::LEN];
-    start.emit(&mut b);
-    if let Some(k) = &session_keys {
-        ch.set_cipher(ControlCipher::new(k, server_iv, setup.client_iv));
-    }
-    ch.seal_unmacced(&mut b[ServerStart::CLEAR_LEN..], "Server-Start")?;
-    ch.write_clear(&b, "Server-Start")?;
-    log::info!(
-        "{peer}: mode {mode}{}",
-        if mode.needs_key() {
-            format!(", identity '{}'", setup.key_id_str())
-        } else {
-            String::new()
-        }
-    );
-
-    let mut conn = Conn::new();
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut running: Vec<(reflector::Handle, Duration)> = Vec::new();
-    let result = command_loop(
-        &mut ch,
-        sh,
-        peer,
+    let mut machine = decide::Server::new(
+        decide::Settings::from(cfg),
+        &cfg.keys,
+        secrets,
+        sh.started,
+        peer.ip(),
         local_ip,
-        mode,
-        session_keys.as_ref(),
-        &mut conn,
-        &mut pending,
-        &mut running,
     );
+    let mut sessions = Sessions::default();
+    let result = drive(&mut ch, sh, peer, local_ip, &mut machine, &mut sessions);
     // However the connection ends, its reflectors end too: the test sessions belong to it.
-    for (h, _) in running {
+    for (h, _) in sessions.running {
         h.join();
     }
     result
 }
 
-#[allow(clippy::too_many_arguments)]
-fn command_loop(
+fn drive(
     ch: &mut ControlStream<TcpStream>,
     sh: &Shared,
     peer: SocketAddr,
     local_ip: IpAddr,
-    mode: SecurityMode,
-    keys: Option<&SessionKeys>,
-    conn: &mut Conn,
-    pending: &mut Vec<Pending>,
-    running: &mut Vec<(reflector::Handle, Duration)>,
+    machine: &mut decide::Server<'_>,
+    sessions: &mut Sessions,
 ) -> Result<()> {
+    let mut actions: VecDeque<Action> = machine.greet().into();
+    let mut msg = [0u8; RequestTwSession::LEN];
     loop {
-        if !wait_for_message(ch, sh, Some(running), "a control command")? {
-            return Ok(()); // shutdown
-        }
-        let mut msg = [0u8; RequestTwSession::LEN];
-        match ch.recv_part(
-            &mut msg[..16],
-            Instant::now() + sh.config.message_timeout,
-            "control command",
-        ) {
-            Ok(()) => {}
-            // Closing between commands is how a Control-Client ends; not an error.
-            Err(Error::Closed { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        let cmd = Command::from(msg[0]);
-        let next = conn.on_command(cmd).map_err(Error::Protocol)?;
-        match next {
-            Next::Request => {
-                let deadline = Instant::now() + sh.config.message_timeout;
-                ch.recv_part(&mut msg[16..], deadline, "Request-TW-Session")?;
-                ch.verify(&msg, "Request-TW-Session")?;
-                let answer = match RequestTwSession::parse(&msg) {
-                    Err(e) => {
-                        log::warn!("{peer}: refusing Request-TW-Session: {e}");
-                        AcceptSession::refuse(Accept::NotSupported)
+        while let Some(action) = actions.pop_front() {
+            match action {
+                Action::Send(m) => send(ch, m)?,
+                Action::Encrypt(c) => ch.set_cipher(c),
+                Action::Bind(b) => {
+                    let bound = bind_session(b, sh, peer, local_ip, sessions);
+                    actions.extend(machine.handle(Input::Bound(bound)));
+                }
+                Action::Start => start(sh, peer, machine.mode(), sessions)?,
+                Action::Stop => {
+                    sessions.pending.clear();
+                    // RFC 5357 §3.8: keep reflecting for each session's Timeout, then stop.
+                    for (h, timeout) in &sessions.running {
+                        h.stop_after(*timeout);
                     }
-                    Ok(req) => match accept_session(&req, sh, peer, local_ip, mode, keys) {
-                        Ok(p) => {
-                            let a = AcceptSession {
-                                accept: Accept::Ok,
-                                port: p.socket.local_addr().map(|a| a.port()).unwrap_or(0),
-                                sid: p.sid,
-                                reflected_octets: 0,
-                                server_octets: 0,
-                            };
-                            log::info!(
-                                "{peer}: session {} accepted on port {} (requested {}, padding {})",
-                                p.sid,
-                                a.port,
-                                req.receiver_port,
-                                req.padding_length
-                            );
-                            pending.push(p);
-                            conn.session_accepted();
-                            a
+                }
+                Action::Log(level, line) => log::log!(level, "{peer}: {line}"),
+                Action::Close(why) => return why.map_or(Ok(()), |e| Err(e.into())),
+            }
+        }
+        let input = match machine.expect() {
+            Expect::Nothing => return Ok(()),
+            Expect::Bound => {
+                // Bind is answered as soon as it is executed; nothing to read meanwhile.
+                return Err(Error::Control(ControlError::Unexpected {
+                    input: "a read",
+                    state: "binding",
+                }));
+            }
+            Expect::SetUpResponse => {
+                let deadline = Instant::now() + machine.wait();
+                match wait_for_message(ch, sh, deadline, None)? {
+                    Wait::Shutdown => Input::Shutdown,
+                    Wait::Timeout => Input::Timeout,
+                    Wait::Ready => {
+                        // The whole message within the Set-Up deadline, and once it has begun
+                        // within the message deadline (slowloris).
+                        let by = deadline.min(Instant::now() + sh.config.message_timeout);
+                        let mut b = [0u8; SetUpResponse::LEN];
+                        ch.read_clear(&mut b, by, "Set-Up-Response")?;
+                        Input::SetUpResponse(SetUpResponse::parse(&b))
+                    }
+                }
+            }
+            Expect::Command => {
+                let deadline = Instant::now() + machine.wait();
+                match wait_for_message(ch, sh, deadline, Some(sessions))? {
+                    Wait::Shutdown => Input::Shutdown,
+                    Wait::Timeout => Input::Timeout,
+                    Wait::Ready => {
+                        let by = Instant::now() + sh.config.message_timeout;
+                        match ch.recv_part(&mut msg[..16], by, "control command") {
+                            Ok(()) => Input::Command(Command::from(msg[0])),
+                            // Closing between commands is how a Control-Client ends.
+                            Err(Error::Closed { .. }) => Input::PeerClosed,
+                            Err(e) => return Err(e),
                         }
-                        Err(refusal) => {
-                            log::warn!("{peer}: refusing Request-TW-Session: {}", refusal.reason);
-                            AcceptSession::refuse(refusal.accept)
-                        }
+                    }
+                }
+            }
+            Expect::Rest { command, len, what } => {
+                let by = Instant::now() + sh.config.message_timeout;
+                ch.recv_part(&mut msg[16..len], by, what)?;
+                ch.verify(&msg[..len], what)?;
+                match command {
+                    Command::RequestTwSession => Input::RequestTwSession {
+                        request: RequestTwSession::parse(&msg),
+                        now: sh.clock.now(),
+                        random: random()?,
                     },
-                };
-                let mut out = [0u8; AcceptSession::LEN];
-                answer.emit(&mut out);
-                ch.send(&mut out, "Accept-Session")?;
-            }
-            Next::Start => {
-                ch.recv_part(
-                    &mut msg[16..32],
-                    Instant::now() + sh.config.message_timeout,
-                    "Start-Sessions",
-                )?;
-                ch.verify(&msg[..32], "Start-Sessions")?;
-                for p in pending.drain(..) {
-                    let r = Reflector::new(mode.test_layout(), p.cipher, p.spec.peer);
-                    let ctx = reflector::Context {
-                        refwait: sh.config.refwait,
-                        clock: sh.clock.clone(),
-                        shutdown: sh.shutdown.clone(),
-                        live: sh.sessions.clone(),
-                        totals: sh.totals.clone(),
-                    };
-                    let max_packet = mode.test_layout().sender.base + p.spec.padding as usize;
-                    let h = reflector::spawn(p.socket, r, p.sid, max_packet, &ctx)
-                        .map_err(|e| Error::io(Op::Spawn, Some(peer), e))?;
-                    running.push((h, p.spec.timeout));
+                    Command::StartSessions => Input::StartSessions,
+                    _ => {
+                        let mut m32 = [0u8; StopSessions::LEN];
+                        m32.copy_from_slice(&msg[..StopSessions::LEN]);
+                        Input::StopSessions(StopSessions::parse(&m32))
+                    }
                 }
-                conn.sessions_started();
-                let mut out = [0u8; StartAck::LEN];
-                StartAck { accept: Accept::Ok }.emit(&mut out);
-                ch.send(&mut out, "Start-Ack")?;
-                log::info!("{peer}: {} session(s) started", conn.started());
             }
-            Next::Stop => {
-                ch.recv_part(
-                    &mut msg[16..32],
-                    Instant::now() + sh.config.message_timeout,
-                    "Stop-Sessions",
-                )?;
-                ch.verify(&msg[..32], "Stop-Sessions")?;
-                let mut m32 = [0u8; StopSessions::LEN];
-                m32.copy_from_slice(&msg[..32]);
-                let stop = StopSessions::parse(&m32);
-                // RFC 5357 §3.8: a wrong count closes the connection and discards results.
-                let n = conn.on_stop(&stop).map_err(Error::Protocol)?;
-                pending.clear();
-                // RFC 5357 §3.8: keep reflecting for each session's Timeout, then stop.
-                for (h, timeout) in running.iter() {
-                    h.stop_after(*timeout);
-                }
-                log::info!("{peer}: Stop-Sessions for {n} session(s)");
-            }
+        };
+        actions.extend(machine.handle(input));
+    }
+}
+
+/// Writes one message the state machine asked for.
+fn send(ch: &mut ControlStream<TcpStream>, m: Message) -> Result<()> {
+    match m {
+        Message::Greeting(g) => {
+            let mut b = [0u8; ServerGreeting::LEN];
+            g.emit(&mut b);
+            ch.write_clear(&b, "Server-Greeting")
+        }
+        Message::ServerStart(s) => {
+            // Server-IV in clear, Start-Time sealed in the secure modes, in one write.
+            let mut b = [0u8; ServerStart::LEN];
+            s.emit(&mut b);
+            ch.seal_unmacced(&mut b[ServerStart::CLEAR_LEN..], "Server-Start")?;
+            ch.write_clear(&b, "Server-Start")
+        }
+        Message::AcceptSession(a) => {
+            let mut b = [0u8; AcceptSession::LEN];
+            a.emit(&mut b);
+            ch.send(&mut b, "Accept-Session")
+        }
+        Message::StartAck(a) => {
+            let mut b = [0u8; StartAck::LEN];
+            a.emit(&mut b);
+            ch.send(&mut b, "Start-Ack")
         }
     }
 }
 
-fn accept_session(
-    req: &RequestTwSession,
+/// Binds the test socket of an accepted request.
+fn bind_session(
+    b: decide::Bind,
     sh: &Shared,
     peer: SocketAddr,
     local_ip: IpAddr,
-    mode: SecurityMode,
-    keys: Option<&SessionKeys>,
-) -> std::result::Result<Pending, decide::Refusal> {
-    let spec = decide::validate_request(req, mode, peer.ip())?;
+    sessions: &mut Sessions,
+) -> std::result::Result<u16, decide::Refusal> {
     let socket = net::bind_test_port(
         local_ip,
-        spec.requested_port,
+        b.spec.requested_port,
         sh.config.test_ports,
         REFLECTOR_RCVBUF,
     )
@@ -449,64 +393,72 @@ fn accept_session(
         accept: Accept::TemporaryResourceLimitation,
         reason: format!("no test port free: {e}"),
     })?;
-    if spec.dscp != 0 {
-        if let Err(e) = net::set_dscp(&socket, spec.dscp) {
-            log::warn!("{peer}: cannot set DSCP {}: {e}", spec.dscp);
+    if b.spec.dscp != 0 {
+        if let Err(e) = net::set_dscp(&socket, b.spec.dscp) {
+            log::warn!("{peer}: cannot set DSCP {}: {e}", b.spec.dscp);
         }
     }
-    let rnd: [u8; 4] = random().map_err(|e| decide::Refusal {
-        accept: Accept::InternalError,
-        reason: e.to_string(),
-    })?;
-    let sid = decide::make_sid(local_ip, sh.clock.now(), rnd);
-    let cipher = match (mode.test_security(), keys) {
-        (Some(sec), Some(k)) => Some(TestCipher::new(&TestKeys::derive(k, &sid.0), sec)),
-        _ => None,
-    };
-    Ok(Pending {
-        spec,
-        socket,
-        sid,
-        cipher,
-    })
+    let port = socket
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| decide::Refusal {
+            accept: Accept::InternalError,
+            reason: format!("getsockname: {e}"),
+        })?;
+    sessions.pending.push(Pending { bind: b, socket });
+    Ok(port)
 }
 
-/// Waits for the next control message to begin. Returns `Ok(false)` on shutdown.
+/// Starts the reflectors of every bound session.
+fn start(sh: &Shared, peer: SocketAddr, mode: SecurityMode, sessions: &mut Sessions) -> Result<()> {
+    for p in sessions.pending.drain(..) {
+        let r = Reflector::new(mode.test_layout(), p.bind.cipher, p.bind.spec.peer);
+        let ctx = reflector::Context {
+            refwait: sh.config.refwait,
+            clock: sh.clock.clone(),
+            shutdown: sh.shutdown.clone(),
+            live: sh.sessions.clone(),
+            totals: sh.totals.clone(),
+        };
+        let h = reflector::spawn(p.socket, r, p.bind.sid, p.bind.sender_len, &ctx)
+            .map_err(|e| Error::io(Op::Spawn, Some(peer), e))?;
+        sessions.running.push((h, p.bind.spec.timeout));
+    }
+    Ok(())
+}
+
+enum Wait {
+    Ready,
+    Timeout,
+    Shutdown,
+}
+
+/// Waits for the next control message to begin, until `deadline`.
 ///
 /// SERVWAIT (RFC 5357 §3.1): the Server MAY close a control connection when "no packet
 /// associated with that connection has been received within SERVWAIT"; test packets to its
-/// reflectors count, so a long test keeps its connection.
+/// reflectors count (when `sessions` is given), so a long test keeps its connection.
 fn wait_for_message(
     ch: &ControlStream<TcpStream>,
     sh: &Shared,
-    running: Option<&[(reflector::Handle, Duration)]>,
-    what: &'static str,
-) -> Result<bool> {
-    let mut last = Instant::now();
+    mut deadline: Instant,
+    sessions: Option<&Sessions>,
+) -> Result<Wait> {
+    let started = Instant::now();
+    let window = deadline.saturating_duration_since(started);
     loop {
         if sh.shutdown.load(Ordering::Relaxed) {
-            return Ok(false);
+            return Ok(Wait::Shutdown);
         }
-        if ch.wait_readable(POLL)? {
-            return Ok(true);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if ch.wait_readable(left.min(POLL))? {
+            return Ok(Wait::Ready);
         }
-        if let Some(rs) = running {
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            for (h, _) in rs {
-                let seen = h.counters.last_rx_ms.load(Ordering::Relaxed);
-                let ago = Duration::from_millis(now_ms.saturating_sub(seen));
-                if let Some(t) = Instant::now().checked_sub(ago) {
-                    last = last.max(t);
-                }
-            }
+        if let Some(t) = sessions.and_then(Sessions::last_rx) {
+            deadline = deadline.max(t + window);
         }
-        if last.elapsed() >= sh.config.servwait {
-            return Err(Error::Timeout {
-                waiting_for: what,
-                addr: ch.peer(),
-            });
+        if Instant::now() >= deadline {
+            return Ok(Wait::Timeout);
         }
     }
 }
