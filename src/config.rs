@@ -33,9 +33,9 @@ pub const MIN_INTERVAL: Duration = Duration::from_micros(100);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 64;
 /// Connections still in the handshake (greeting sent, no valid Set-Up-Response yet) have a
-/// budget of their own; when it is full the oldest of them is dropped for the newcomer, so a
-/// flood of silent connections cannot lock anyone out.
-pub const DEFAULT_MAX_HANDSHAKES: usize = 32;
+/// budget of their own; when it is full the oldest of them (of the client holding the most)
+/// is dropped for the newcomer, so a flood of silent connections cannot lock anyone out.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
 /// Set-Up-Response must arrive within this of the Server-Greeting (not SERVWAIT).
 pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Once a control message has begun, the rest must arrive within this (slowloris); every
@@ -361,6 +361,21 @@ fn logging(cli: &Cli, default: log::LevelFilter) -> Logging {
     }
 }
 
+fn nonzero(d: Duration, name: &str) -> Result<Duration> {
+    if d.is_zero() {
+        return Err(Error::Config(format!("-{name}: must be more than 0")));
+    }
+    Ok(d)
+}
+
+fn at_least_one(v: Option<usize>, default: usize, name: &str) -> Result<usize> {
+    match v {
+        Some(0) => Err(Error::Config(format!("-{name}: must be at least 1"))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+}
+
 impl Mode {
     pub fn from_cli(cli: &Cli) -> Result<Mode> {
         match cli.mode {
@@ -481,7 +496,39 @@ impl ServerConfig {
             max_connections_per_client: cli
                 .max_connections_per_client
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
-            ..ServerConfig::default()
+            max_handshakes: at_least_one(
+                cli.max_handshakes,
+                DEFAULT_MAX_HANDSHAKES,
+                "max-handshakes",
+            )?,
+            setup_timeout: nonzero(
+                dur(&cli.setup_timeout, DEFAULT_SETUP_TIMEOUT, "setup-timeout")?,
+                "setup-timeout",
+            )?,
+            message_timeout: nonzero(
+                dur(
+                    &cli.message_timeout,
+                    DEFAULT_MESSAGE_TIMEOUT,
+                    "message-timeout",
+                )?,
+                "message-timeout",
+            )?,
+            max_sessions: cli.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS),
+            max_sessions_per_connection: cli
+                .max_sessions_per_connection
+                .unwrap_or(DEFAULT_MAX_SESSIONS_PER_CONNECTION),
+            max_sessions_per_client: cli
+                .max_sessions_per_client
+                .unwrap_or(DEFAULT_MAX_SESSIONS_PER_CLIENT),
+            engine_threads: match cli.engine_threads {
+                Some(n @ 1..=64) => n,
+                Some(n) => {
+                    return Err(Error::Config(format!(
+                        "-engine-threads {n}: must be 1 to 64"
+                    )))
+                }
+                None => DEFAULT_ENGINE_THREADS,
+            },
         })
     }
 }

@@ -1,21 +1,33 @@
 //! The TWAMP Server (RFC 5357 §3): the accept loop, one thread per control connection, and the
-//! Session-Reflectors each connection starts. Decisions live in the state machine of
-//! `control::server`; this file only executes its actions: reads, writes, binds sockets and
-//! starts and stops reflectors.
+//! reflector engine that serves every connection's test sessions. Decisions live in the state
+//! machine of `control::server` and the budgets of `control::server::limits`; this file only
+//! executes them: reads, writes, binds sockets and hands sessions to the engine.
+//!
+//! What a peer cannot do here:
+//! - hold a connection without finishing the handshake for longer than `-setup-timeout`, or
+//!   hold more than `-max-handshakes` such connections (the oldest is dropped for a newcomer);
+//! - hold more than `-max-connections` established connections, or `-max-connections-per-client`
+//!   from one client (an IPv4 address or IPv6 /64): past them it gets Modes 0 and a close;
+//! - hold more test sessions than `-max-sessions`, `-max-sessions-per-client` and
+//!   `-max-sessions-per-connection` allow (Accept 5), or the descriptors connections need;
+//! - pin a thread: every read and write has a deadline, and shutdown closes every control
+//!   socket, so SIGTERM ends the server within about a second whatever the peers do.
 
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use std::collections::VecDeque;
-
-use crate::channel::ControlStream;
+use crate::channel::{ControlStream, Transport};
 use crate::config::{ServerConfig, REFLECTOR_RCVBUF};
+use crate::control::server::limits::{self, Budget, ClientKey, Over};
 use crate::control::server::{self as decide, Action, Expect, Input, Message};
-use crate::control::{Error as ControlError, SecurityMode};
+use crate::control::Error as ControlError;
 use crate::error::{Error, Op, Result};
-use crate::reflector::{self, Reflector};
+use crate::reflector::{self, Engine, Reflector, Registration};
 use crate::time::{Clock, SystemClock};
 use crate::wire::{
     Accept, AcceptSession, Command, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse,
@@ -23,24 +35,49 @@ use crate::wire::{
 };
 use crate::{addr, net};
 
-/// How often an idle control thread looks at SERVWAIT and the shutdown flag.
+/// How often an idle control thread and the accept loop look at the shutdown flag.
 const POLL: Duration = Duration::from_millis(250);
+
+/// How long shutdown waits for the connection threads once their sockets are closed.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
 
 /// Server-wide state shared by the connection threads.
 pub struct Shared {
     pub config: ServerConfig,
     pub clock: Arc<dyn Clock>,
     pub shutdown: Arc<AtomicBool>,
-    /// Control connections open now.
+    /// Control connections open now (in the handshake or established).
     pub connections: AtomicUsize,
-    /// Control connections open now, per client address.
-    per_client: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
-    /// Session-Reflector threads running now.
+    conns: Mutex<Conns>,
+    /// Test sessions held now (accepted or running), in all and per client.
+    session_budget: Arc<Mutex<Budget>>,
+    /// Sessions the reflector engine serves now.
     pub sessions: Arc<AtomicUsize>,
     /// Test packets reflected and dropped (by reason), over the server's life.
     pub totals: Arc<reflector::Counters>,
     /// When this server started: Server-Start's Start-Time.
     pub started: crate::time::Timestamp,
+    engine: OnceLock<Engine>,
+    next_id: AtomicU64,
+    /// Log lines about refused and dropped connections, at most a few a second.
+    noisy: Mutex<Throttle>,
+}
+
+/// Every control connection open now.
+struct Conns {
+    /// Per client, handshaking and established alike.
+    clients: Budget,
+    /// Connections that have not finished the handshake, oldest first.
+    handshaking: VecDeque<(u64, ClientKey)>,
+    established: usize,
+    /// Every open connection's socket, so shutdown and eviction can close it under a
+    /// blocked read or write, and whether it counts as established.
+    open: HashMap<u64, Open>,
+}
+
+struct Open {
+    stream: Arc<TcpStream>,
+    established: bool,
 }
 
 impl Shared {
@@ -50,49 +87,250 @@ impl Shared {
         shutdown: Arc<AtomicBool>,
     ) -> Arc<Self> {
         let started = clock.now();
+        let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| soft);
+        let max_sessions = limits::session_budget(
+            config.max_sessions,
+            nofile,
+            config.max_connections + config.max_handshakes,
+        );
+        if max_sessions < config.max_sessions {
+            log::warn!(
+                "-max-sessions {} lowered to {max_sessions}: the open file limit is {nofile} and \
+                 {} descriptors stay for control connections",
+                config.max_sessions,
+                config.max_connections + config.max_handshakes
+            );
+        }
         Arc::new(Shared {
+            conns: Mutex::new(Conns {
+                clients: Budget::new(usize::MAX, config.max_connections_per_client),
+                handshaking: VecDeque::new(),
+                established: 0,
+                open: HashMap::new(),
+            }),
+            session_budget: Arc::new(Mutex::new(Budget::new(
+                max_sessions,
+                config.max_sessions_per_client,
+            ))),
             config,
             clock,
             shutdown,
             connections: AtomicUsize::new(0),
-            per_client: std::sync::Mutex::new(std::collections::HashMap::new()),
             sessions: Arc::new(AtomicUsize::new(0)),
             totals: Arc::new(reflector::Counters::default()),
             started,
+            engine: OnceLock::new(),
+            next_id: AtomicU64::new(1),
+            noisy: Mutex::new(Throttle::default()),
         })
     }
-}
 
-impl Shared {
-    /// Counts a new connection in, or says which limit it would break.
-    fn admit(&self, ip: IpAddr) -> std::result::Result<(), String> {
-        let mut per = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        let total = self.connections.load(Ordering::Relaxed);
-        if total >= self.config.max_connections {
+    fn conns(&self) -> std::sync::MutexGuard<'_, Conns> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a new connection in, or says which limit it would break. A full handshake
+    /// budget drops its oldest connection for this one.
+    fn admit(
+        &self,
+        id: u64,
+        key: ClientKey,
+        stream: &Arc<TcpStream>,
+    ) -> std::result::Result<(), String> {
+        let mut c = self.conns();
+        if c.established >= self.config.max_connections {
             return Err(format!(
-                "{total} control connections open (-max-connections)"
+                "{} control connections established (-max-connections)",
+                c.established
             ));
         }
-        let mine = per.entry(ip).or_insert(0);
-        if *mine >= self.config.max_connections_per_client {
+        if let Err(Over::Client { held, .. }) = c.clients.take(key) {
             return Err(format!(
-                "{mine} control connections open from {ip} (-max-connections-per-client)"
+                "{held} control connections open from {key} (-max-connections-per-client)"
             ));
         }
-        *mine += 1;
+        if c.handshaking.len() >= self.config.max_handshakes.max(1) {
+            if let Some((old, from)) = evict(&mut c.handshaking) {
+                if let Some(o) = c.open.get(&old) {
+                    let _ = o.stream.shutdown(std::net::Shutdown::Both);
+                }
+                self.note(|| {
+                    format!(
+                        "{} connections without a finished handshake (-max-handshakes): \
+                         dropping the oldest of {from}",
+                        self.config.max_handshakes
+                    )
+                });
+            }
+        }
+        c.handshaking.push_back((id, key));
+        c.open.insert(
+            id,
+            Open {
+                stream: stream.clone(),
+                established: false,
+            },
+        );
         self.connections.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    fn release(&self, ip: IpAddr) {
-        let mut per = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = per.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                per.remove(&ip);
-            }
+    /// The handshake is over: the connection leaves the handshake budget. `false` when the
+    /// established budget filled up meanwhile.
+    fn promote(&self, id: u64) -> bool {
+        let mut c = self.conns();
+        let Some(i) = c.handshaking.iter().position(|&(x, _)| x == id) else {
+            return false; // dropped for a newer one meanwhile
+        };
+        if c.established >= self.config.max_connections {
+            return false;
         }
+        c.handshaking.remove(i);
+        c.established += 1;
+        if let Some(o) = c.open.get_mut(&id) {
+            o.established = true;
+        }
+        true
+    }
+
+    fn release(&self, id: u64, key: ClientKey) {
+        let mut c = self.conns();
+        let Some(o) = c.open.remove(&id) else {
+            return;
+        };
+        if o.established {
+            c.established -= 1;
+        } else if let Some(i) = c.handshaking.iter().position(|&(x, _)| x == id) {
+            c.handshaking.remove(i);
+        }
+        c.clients.give_back(key);
         self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Closes every control socket: blocked reads and writes return at once.
+    fn close_all(&self) -> usize {
+        let c = self.conns();
+        for o in c.open.values() {
+            let _ = o.stream.shutdown(std::net::Shutdown::Both);
+        }
+        c.open.len()
+    }
+
+    /// A warning about refused or dropped connections, throttled.
+    fn note(&self, line: impl FnOnce() -> String) {
+        let mut t = self.noisy.lock().unwrap_or_else(|p| p.into_inner());
+        t.log(line);
+    }
+
+    /// Sessions held now (accepted or running), in all.
+    pub fn sessions_held(&self) -> usize {
+        self.session_budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .total()
+    }
+
+    /// Connections that have not finished the handshake.
+    pub fn handshaking(&self) -> usize {
+        self.conns().handshaking.len()
+    }
+}
+
+/// Picks the connection to drop from a full handshake budget: the oldest of the client that
+/// holds the most handshakes, so a flood from one client costs that client, not the others.
+fn evict(handshaking: &mut VecDeque<(u64, ClientKey)>) -> Option<(u64, ClientKey)> {
+    let mut counts: HashMap<ClientKey, usize> = HashMap::new();
+    for (_, k) in handshaking.iter() {
+        *counts.entry(*k).or_insert(0) += 1;
+    }
+    let most = counts.values().copied().max()?;
+    // The oldest entry whose client holds `most`.
+    let i = handshaking
+        .iter()
+        .position(|(_, k)| counts.get(k) == Some(&most))?;
+    handshaking.remove(i)
+}
+
+/// At most [`Throttle::PER_WINDOW`] lines a second; the rest are counted and reported once
+/// the second is over.
+#[derive(Default)]
+struct Throttle {
+    window: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl Throttle {
+    const PER_WINDOW: u32 = 5;
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        let now = Instant::now();
+        if self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= Self::WINDOW)
+        {
+            if self.suppressed > 0 {
+                log::warn!("{} similar warnings suppressed", self.suppressed);
+            }
+            *self = Throttle {
+                window: Some(now),
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if self.logged < Self::PER_WINDOW {
+            self.logged += 1;
+            log::warn!("{}", line());
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
+
+/// A session's slot in the session budget, given back when dropped (with the session).
+struct SessionPermit {
+    budget: Arc<Mutex<Budget>>,
+    key: ClientKey,
+}
+
+impl Drop for SessionPermit {
+    fn drop(&mut self) {
+        self.budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .give_back(self.key);
+    }
+}
+
+/// The control socket, shared with the connection registry (which may close it).
+struct SharedStream(Arc<TcpStream>);
+
+impl Read for SharedStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for SharedStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
+impl AsFd for SharedStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl Transport for SharedStream {
+    fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        self.0.set_read_timeout(d)
     }
 }
 
@@ -117,15 +355,30 @@ pub fn bind(config: &ServerConfig) -> Result<TcpListener> {
         .map_err(|e| Error::io(Op::Bind, Some(config.listen), e))
 }
 
-/// Serves until `shared.shutdown` is set. Joins every connection thread before returning.
+/// Serves until `shared.shutdown` is set, then closes every control connection and returns
+/// within about a second.
 pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
+    let cfg = &shared.config;
+    let ctx = reflector::Context {
+        refwait: cfg.refwait,
+        clock: shared.clock.clone(),
+        shutdown: shared.shutdown.clone(),
+        live: shared.sessions.clone(),
+        totals: shared.totals.clone(),
+    };
+    let engine = Engine::start(cfg.engine_threads, ctx.engine())
+        .map_err(|e| Error::io(Op::Spawn, None, e))?;
+    let threads_n = engine.threads();
+    let _ = shared.engine.set(engine);
     let local = listener.local_addr().ok();
     log::info!(
-        "TWAMP server listening on {} (modes {}, REFWAIT {:?}, SERVWAIT {:?})",
+        "TWAMP server listening on {} (modes {}, REFWAIT {:?}, SERVWAIT {:?}, {threads_n} engine thread(s), test ports {})",
         local.map_or_else(|| "?".into(), |a| a.to_string()),
-        shared.config.modes,
-        shared.config.refwait,
-        shared.config.servwait
+        cfg.modes,
+        cfg.refwait,
+        cfg.servwait,
+        cfg.test_ports
+            .map_or_else(|| "any".to_string(), |(lo, hi)| format!("{lo}-{hi}"))
     );
     let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
     while !shared.shutdown.load(Ordering::Relaxed) {
@@ -136,16 +389,21 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
             Err(e) => {
-                // EMFILE and friends: log, breathe, go on serving the others.
-                log::warn!("accept: {e}");
+                // EMFILE and friends: note, breathe, go on serving the others.
+                shared.note(|| format!("accept: {e}"));
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
         };
         let peer = addr::unmap(peer);
-        if let Err(why) = shared.admit(peer.ip()) {
-            log::warn!("{peer}: refused: {why}");
-            refuse(stream);
+        let key = ClientKey::of(peer.ip());
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let stream = Arc::new(stream);
+        if let Err(why) = shared.admit(id, key, &stream) {
+            shared.note(|| format!("{peer}: refused: {why}"));
+            if let Ok(s) = Arc::try_unwrap(stream) {
+                refuse(s);
+            }
             continue;
         }
         let sh = shared.clone();
@@ -153,26 +411,30 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
             .name(format!("control:{peer}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                match handle_connection(stream, peer, &sh) {
+                match handle_connection(stream, id, peer, &sh) {
                     Ok(()) => log::info!("{peer}: control connection closed"),
                     Err(e) => log::warn!("{peer}: control connection closed: {e}"),
                 }
-                sh.release(peer.ip());
+                if let Some(engine) = sh.engine.get() {
+                    engine.close(id);
+                }
+                sh.release(id, key);
             });
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
-                shared.release(peer.ip());
+                shared.release(id, key);
                 log::error!("{peer}: cannot start a thread: {e}");
             }
         }
     }
-    threads.retain(|t| !t.is_finished());
-    log::info!(
-        "shutting down: waiting for {} control connection(s)",
-        threads.len()
-    );
-    for t in threads {
+    let n = shared.close_all();
+    log::info!("shutting down: closing {n} control connection(s)");
+    let end = Instant::now() + SHUTDOWN_GRACE;
+    while threads.iter().any(|t| !t.is_finished()) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for t in threads.into_iter().filter(|t| t.is_finished()) {
         let _ = t.join();
     }
     Ok(())
@@ -185,38 +447,50 @@ fn random<const N: usize>() -> Result<[u8; N]> {
     Ok(b)
 }
 
-/// A session accepted on this connection and not started yet: its socket and reflector.
+/// A session accepted on this connection and not started yet: its socket, what its
+/// reflector needs, and its slot in the session budget.
 struct Pending {
     bind: decide::Bind,
     socket: std::net::UdpSocket,
+    permit: SessionPermit,
 }
 
-/// The test sessions of one control connection: bound, then running.
-#[derive(Default)]
-struct Sessions {
+/// One control connection as the driver sees it.
+struct Conn<'a> {
+    sh: &'a Shared,
+    /// The engine's owner id of this connection's sessions.
+    id: u64,
+    peer: SocketAddr,
+    key: ClientKey,
+    local_ip: IpAddr,
     pending: Vec<Pending>,
-    running: Vec<(reflector::Handle, Duration)>,
+    /// Unix milliseconds of the latest test packet reflected for this connection: SERVWAIT
+    /// activity, written by the engine.
+    activity: Arc<AtomicU64>,
+    running: usize,
 }
 
-impl Sessions {
-    /// Test-packet activity for SERVWAIT: the latest receive time of any running session.
-    fn last_rx(&self) -> Option<Instant> {
+impl Conn<'_> {
+    /// When this connection's sessions last reflected a packet.
+    fn last_test_packet(&self) -> Option<Instant> {
+        if self.running == 0 {
+            return None;
+        }
+        let seen = self.activity.load(Ordering::Relaxed);
+        if seen == 0 {
+            return None;
+        }
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        self.running
-            .iter()
-            .map(|(h, _)| h.counters.last_rx_ms.load(Ordering::Relaxed))
-            .max()
-            .and_then(|seen| {
-                Instant::now().checked_sub(Duration::from_millis(now_ms.saturating_sub(seen)))
-            })
+        Instant::now().checked_sub(Duration::from_millis(now_ms.saturating_sub(seen)))
     }
 }
 
 /// One control connection, from Server-Greeting to close: reads what the state machine
-/// expects, feeds it in, and executes the actions it returns.
-fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result<()> {
+/// expects, feeds it in, and executes the actions it returns. The caller frees the
+/// connection's sessions in the engine, however this ends.
+fn handle_connection(stream: Arc<TcpStream>, id: u64, peer: SocketAddr, sh: &Shared) -> Result<()> {
     let cfg = &sh.config;
     log::info!("{peer}: control connection accepted");
     let _ = stream.set_nodelay(true);
@@ -230,7 +504,7 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
             .map_err(|e| Error::io(Op::Getsockname, Some(peer), e))?
             .ip(),
     );
-    let mut ch = ControlStream::new(stream, Some(peer));
+    let mut ch = ControlStream::new(SharedStream(stream), Some(peer));
     let secrets = decide::Secrets {
         challenge: random()?,
         salt: random()?,
@@ -244,45 +518,59 @@ fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result
         peer.ip(),
         local_ip,
     );
-    let mut sessions = Sessions::default();
-    let result = drive(&mut ch, sh, peer, local_ip, &mut machine, &mut sessions);
-    // However the connection ends, its reflectors end too: the test sessions belong to it.
-    for (h, _) in sessions.running {
-        h.join();
-    }
-    result
+    let mut conn = Conn {
+        sh,
+        id,
+        peer,
+        key: ClientKey::of(peer.ip()),
+        local_ip,
+        pending: Vec::new(),
+        activity: Arc::new(AtomicU64::new(0)),
+        running: 0,
+    };
+    drive(&mut ch, &mut conn, &mut machine)
 }
 
 fn drive(
-    ch: &mut ControlStream<TcpStream>,
-    sh: &Shared,
-    peer: SocketAddr,
-    local_ip: IpAddr,
+    ch: &mut ControlStream<SharedStream>,
+    conn: &mut Conn<'_>,
     machine: &mut decide::Server<'_>,
-    sessions: &mut Sessions,
 ) -> Result<()> {
+    let sh = conn.sh;
+    let peer = conn.peer;
     let mut actions: VecDeque<Action> = machine.greet().into();
     let mut msg = [0u8; RequestTwSession::LEN];
+    let mut promoted = false;
     loop {
         while let Some(action) = actions.pop_front() {
             match action {
                 Action::Send(m) => send(ch, m)?,
                 Action::Encrypt(c) => ch.set_cipher(c),
                 Action::Bind(b) => {
-                    let bound = bind_session(b, sh, peer, local_ip, sessions);
+                    let bound = bind_session(b, conn);
                     actions.extend(machine.handle(Input::Bound(bound)));
                 }
-                Action::Start => start(sh, peer, machine.mode(), sessions)?,
+                Action::Start => start(conn)?,
                 Action::Stop => {
-                    sessions.pending.clear();
+                    conn.pending.clear();
                     // RFC 5357 §3.8: keep reflecting for each session's Timeout, then stop.
-                    for (h, timeout) in &sessions.running {
-                        h.stop_after(*timeout);
+                    if let Some(e) = sh.engine.get() {
+                        e.stop(conn.id, None);
                     }
+                    conn.running = 0;
                 }
                 Action::Log(level, line) => log::log!(level, "{peer}: {line}"),
                 Action::Close(why) => return why.map_or(Ok(()), |e| Err(e.into())),
             }
+        }
+        if !promoted && machine.established() {
+            if !sh.promote(conn.id) {
+                return Err(Error::Refused {
+                    message: "-max-connections reached during the handshake",
+                    accept: Accept::TemporaryResourceLimitation,
+                });
+            }
+            promoted = true;
         }
         let input = match machine.expect() {
             Expect::Nothing => return Ok(()),
@@ -295,7 +583,7 @@ fn drive(
             }
             Expect::SetUpResponse => {
                 let deadline = Instant::now() + machine.wait();
-                match wait_for_message(ch, sh, deadline, None)? {
+                match wait_for_message(ch, conn, deadline)? {
                     Wait::Shutdown => Input::Shutdown,
                     Wait::Timeout => Input::Timeout,
                     Wait::Ready => {
@@ -310,7 +598,7 @@ fn drive(
             }
             Expect::Command => {
                 let deadline = Instant::now() + machine.wait();
-                match wait_for_message(ch, sh, deadline, Some(sessions))? {
+                match wait_for_message(ch, conn, deadline)? {
                     Wait::Shutdown => Input::Shutdown,
                     Wait::Timeout => Input::Timeout,
                     Wait::Ready => {
@@ -348,7 +636,7 @@ fn drive(
 }
 
 /// Writes one message the state machine asked for.
-fn send(ch: &mut ControlStream<TcpStream>, m: Message) -> Result<()> {
+fn send(ch: &mut ControlStream<SharedStream>, m: Message) -> Result<()> {
     match m {
         Message::Greeting(g) => {
             let mut b = [0u8; ServerGreeting::LEN];
@@ -375,27 +663,44 @@ fn send(ch: &mut ControlStream<TcpStream>, m: Message) -> Result<()> {
     }
 }
 
-/// Binds the test socket of an accepted request.
-fn bind_session(
-    b: decide::Bind,
-    sh: &Shared,
-    peer: SocketAddr,
-    local_ip: IpAddr,
-    sessions: &mut Sessions,
-) -> std::result::Result<u16, decide::Refusal> {
+/// Binds the test socket of an accepted request, within the session budget and the
+/// test-port range. A refusal is Accept 5: temporary resource limitation (RFC 4656 §3.3).
+fn bind_session(b: decide::Bind, conn: &mut Conn<'_>) -> std::result::Result<u16, decide::Refusal> {
+    let sh = conn.sh;
+    let limited = |reason: String| decide::Refusal {
+        accept: Accept::TemporaryResourceLimitation,
+        reason,
+    };
+    if sh.engine.get().is_none() {
+        return Err(limited("the reflector engine is not running".into()));
+    }
+    sh.session_budget
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take(conn.key)
+        .map_err(|over| {
+            limited(match over {
+                Over::Total { held, .. } => format!("{held} sessions in all (-max-sessions)"),
+                Over::Client { held, .. } => format!(
+                    "{held} sessions for {} (-max-sessions-per-client)",
+                    conn.key
+                ),
+            })
+        })?;
+    let permit = SessionPermit {
+        budget: sh.session_budget.clone(),
+        key: conn.key,
+    };
     let socket = net::bind_test_port(
-        local_ip,
+        conn.local_ip,
         b.spec.requested_port,
         sh.config.test_ports,
         REFLECTOR_RCVBUF,
     )
-    .map_err(|e| decide::Refusal {
-        accept: Accept::TemporaryResourceLimitation,
-        reason: format!("no test port free: {e}"),
-    })?;
+    .map_err(|e| limited(format!("no test port free: {e}")))?;
     if b.spec.dscp != 0 {
         if let Err(e) = net::set_dscp(&socket, b.spec.dscp) {
-            log::warn!("{peer}: cannot set DSCP {}: {e}", b.spec.dscp);
+            log::warn!("{}: cannot set DSCP {}: {e}", conn.peer, b.spec.dscp);
         }
     }
     let port = socket
@@ -405,24 +710,41 @@ fn bind_session(
             accept: Accept::InternalError,
             reason: format!("getsockname: {e}"),
         })?;
-    sessions.pending.push(Pending { bind: b, socket });
+    conn.pending.push(Pending {
+        bind: b,
+        socket,
+        permit,
+    });
     Ok(port)
 }
 
-/// Starts the reflectors of every bound session.
-fn start(sh: &Shared, peer: SocketAddr, mode: SecurityMode, sessions: &mut Sessions) -> Result<()> {
-    for p in sessions.pending.drain(..) {
-        let r = Reflector::new(mode.test_layout(), p.bind.cipher, p.bind.spec.peer);
-        let ctx = reflector::Context {
-            refwait: sh.config.refwait,
-            clock: sh.clock.clone(),
-            shutdown: sh.shutdown.clone(),
-            live: sh.sessions.clone(),
-            totals: sh.totals.clone(),
-        };
-        let h = reflector::spawn(p.socket, r, p.bind.sid, p.bind.sender_len, &ctx)
-            .map_err(|e| Error::io(Op::Spawn, Some(peer), e))?;
-        sessions.running.push((h, p.bind.spec.timeout));
+/// Hands every bound session to the reflector engine (RFC 5357 §3.7: before Start-Ack).
+fn start(conn: &mut Conn<'_>) -> Result<()> {
+    let sh = conn.sh;
+    let Some(engine) = sh.engine.get() else {
+        return Err(Error::io(
+            Op::Spawn,
+            Some(conn.peer),
+            std::io::Error::other("the reflector engine is not running"),
+        ));
+    };
+    for p in conn.pending.drain(..) {
+        let b = p.bind;
+        let r = Reflector::new(b.layout, b.cipher, b.spec.peer).expecting(b.sender_len);
+        engine
+            .add(Registration {
+                owner: conn.id,
+                name: b.sid.to_string(),
+                socket: p.socket,
+                handler: Box::new(r),
+                refwait: Some(sh.config.refwait),
+                linger: b.spec.timeout,
+                counters: Arc::new(reflector::Counters::default()),
+                activity: Some(conn.activity.clone()),
+                permit: Some(Box::new(p.permit)),
+            })
+            .map_err(|e| Error::io(Op::SetSockopt, Some(conn.peer), e))?;
+        conn.running += 1;
     }
     Ok(())
 }
@@ -436,25 +758,24 @@ enum Wait {
 /// Waits for the next control message to begin, until `deadline`.
 ///
 /// SERVWAIT (RFC 5357 §3.1): the Server MAY close a control connection when "no packet
-/// associated with that connection has been received within SERVWAIT"; test packets to its
-/// reflectors count (when `sessions` is given), so a long test keeps its connection.
+/// associated with that connection has been received within SERVWAIT"; test packets its
+/// sessions reflected count, so a long test keeps its connection (a stranger's datagrams,
+/// never reflected, do not).
 fn wait_for_message(
-    ch: &ControlStream<TcpStream>,
-    sh: &Shared,
+    ch: &ControlStream<SharedStream>,
+    conn: &Conn<'_>,
     mut deadline: Instant,
-    sessions: Option<&Sessions>,
 ) -> Result<Wait> {
-    let started = Instant::now();
-    let window = deadline.saturating_duration_since(started);
+    let window = deadline.saturating_duration_since(Instant::now());
     loop {
-        if sh.shutdown.load(Ordering::Relaxed) {
+        if conn.sh.shutdown.load(Ordering::Relaxed) {
             return Ok(Wait::Shutdown);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if ch.wait_readable(left.min(POLL))? {
             return Ok(Wait::Ready);
         }
-        if let Some(t) = sessions.and_then(Sessions::last_rx) {
+        if let Some(t) = conn.last_test_packet() {
             deadline = deadline.max(t + window);
         }
         if Instant::now() >= deadline {

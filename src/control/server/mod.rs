@@ -18,6 +18,7 @@
 //! and closing. Every decision (mode, authentication, command order, counts, limits, when to
 //! give up on a peer) is made here and unit-tested without sockets.
 
+pub mod limits;
 mod request;
 
 pub use request::*;
