@@ -305,6 +305,12 @@ impl Thread {
                 self.sweep(now);
                 next_sweep = now + SWEEP;
             }
+            if !self.table.is_empty() && self.free.len() == self.table.len() {
+                // The last session left: give the table back, so a burst of sessions leaves
+                // no live allocation high in the heap that keeps the allocator from trimming.
+                self.table = Vec::new();
+                self.free = Vec::new();
+            }
         }
         for slot in 0..self.table.len() {
             self.remove(slot, End::Shutdown);

@@ -84,7 +84,9 @@ pub struct Received<'a> {
 /// Session-Reflector state for one test session. No sockets.
 pub struct Reflector {
     layout: TestLayout,
-    cipher: Option<TestCipher>,
+    /// Boxed: its AES and HMAC state is ~500 octets, and open-mode sessions (most of them)
+    /// should not carry that much empty space each.
+    cipher: Option<Box<TestCipher>>,
     peer: IpAddr,
     next_seq: u32,
     /// The negotiated Session-Sender packet size; shorter datagrams are dropped.
@@ -95,7 +97,7 @@ impl Reflector {
     pub fn new(layout: TestLayout, cipher: Option<TestCipher>, peer: IpAddr) -> Self {
         Reflector {
             layout,
-            cipher,
+            cipher: cipher.map(Box::new),
             peer: addr::unmap_ip(peer),
             next_seq: 0,
             sender_len: layout.sender.base,
