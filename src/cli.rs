@@ -275,8 +275,9 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "Server")]
     pub servwait: Option<String>,
 
-    /// UDP port range LO-HI for test packets. Server: the Session-Reflectors' ports when the
-    /// requested port is taken (default: any free port). Client: our own test ports.
+    /// UDP port range LO-HI for test packets. Server: the Session-Reflectors' ports; a
+    /// requested port is granted only inside it, else the server picks one from it (default
+    /// 18760-19960; 0: any port the OS picks). Client: our own test ports (default: any).
     #[arg(long, value_name = "LO-HI")]
     pub test_ports: Option<String>,
 
@@ -297,6 +298,37 @@ pub struct Cli {
     /// Server: control connections served at once from one client address.
     #[arg(long, value_name = "N", value_parser = whole("a number of connections", 0usize, usize::MAX), help_heading = "Server")]
     pub max_connections_per_client: Option<usize>,
+
+    /// Server: connections that have not finished the handshake, held at once; when full, the
+    /// oldest of the client holding the most is dropped for a newcomer (default 64).
+    #[arg(long, value_name = "N", help_heading = "Server")]
+    pub max_handshakes: Option<usize>,
+
+    /// Server: Set-Up-Response must arrive within this of the Server-Greeting (default 5s).
+    #[arg(long, value_name = "DURATION", help_heading = "Server")]
+    pub setup_timeout: Option<String>,
+
+    /// Server: once a control message has begun, the rest must arrive within this, and every
+    /// control write must complete within it (default 10s).
+    #[arg(long, value_name = "DURATION", help_heading = "Server")]
+    pub message_timeout: Option<String>,
+
+    /// Server: test sessions held at once (accepted or running), in all (default 1024).
+    #[arg(long, value_name = "N", help_heading = "Server")]
+    pub max_sessions: Option<usize>,
+
+    /// Server: test sessions held at once on one control connection (default 64).
+    #[arg(long, value_name = "N", help_heading = "Server")]
+    pub max_sessions_per_connection: Option<usize>,
+
+    /// Server: test sessions held at once for one client, an IPv4 address or an IPv6 /64
+    /// (default 256).
+    #[arg(long, value_name = "N", help_heading = "Server")]
+    pub max_sessions_per_client: Option<usize>,
+
+    /// Server: reflector engine threads, each serving many sessions (default 1).
+    #[arg(long, value_name = "N", help_heading = "Server")]
+    pub engine_threads: Option<usize>,
 
     // ---- both ----
     /// TCP port of TWAMP-Control (default 862).

@@ -31,13 +31,33 @@ pub const DEFAULT_SERVWAIT: Duration = Duration::from_secs(900);
 pub const DEFAULT_PBKDF2_COUNT: u32 = 2048;
 /// Smallest interval we schedule; shorter would only measure our own scheduler.
 pub const MIN_INTERVAL: Duration = Duration::from_micros(100);
-/// Control connections served at once, in all and from one client address. Past either the
-/// Server answers with a Server-Greeting whose Modes is 0 (RFC 4656 §3.1: the Server does not
-/// wish to communicate) and closes. Juniper's TWAMP server defaults to 64 per client.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1000;
+/// Control connections that have finished the handshake (Server-Start sent), in all and from
+/// one client (an IPv4 address or an IPv6 /64). Past either the Server answers with a
+/// Server-Greeting whose Modes is 0 (RFC 4656 §3.1: the Server does not wish to communicate)
+/// and closes. Juniper's TWAMP server defaults to 64 per client.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 64;
-/// Once a control message has begun, the rest must arrive within this (slowloris).
+/// Connections still in the handshake (greeting sent, no valid Set-Up-Response yet) have a
+/// budget of their own; when it is full the oldest of them (of the client holding the most)
+/// is dropped for the newcomer, so a flood of silent connections cannot lock anyone out.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 64;
+/// Set-Up-Response must arrive within this of the Server-Greeting (not SERVWAIT).
+pub const DEFAULT_SETUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Once a control message has begun, the rest must arrive within this (slowloris); every
+/// control write must complete within it too.
 pub const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Test sessions (accepted or running) in all, per control connection, and per client (an
+/// IPv4 address or an IPv6 /64). A refused Request-TW-Session gets Accept 5 (temporary
+/// resource limitation, RFC 4656 §3.3).
+pub const DEFAULT_MAX_SESSIONS: usize = 1024;
+pub const DEFAULT_MAX_SESSIONS_PER_CONNECTION: usize = 64;
+pub const DEFAULT_MAX_SESSIONS_PER_CLIENT: usize = 256;
+/// Reflector engine threads: each waits on many sessions' sockets at once.
+pub const DEFAULT_ENGINE_THREADS: usize = 1;
+/// UDP ports for Session-Reflectors: twampd's shipped example range (`testports`), above the
+/// privileged ports and below Linux's ephemeral range. A requested Receiver Port is granted
+/// only inside it.
+pub const DEFAULT_TEST_PORTS: (u16, u16) = (18760, 19960);
 /// Receive buffer for reflector sockets: absorbs bursts. Linux's default (about 200 KiB) holds
 /// some 2 ms of 100-octet datagrams at 100,000 packets/s; 1 MiB holds about 10 ms.
 pub const REFLECTOR_RCVBUF: usize = 1 << 20;
@@ -185,12 +205,16 @@ fn decode_hex(s: &str) -> Option<Zeroizing<Vec<u8>>> {
     Some(out)
 }
 
+/// The Server's configuration. `Default` is what `-mode server` runs with no flags, so tests
+/// change only the fields they care about (`ServerConfig { refwait, ..Default::default() }`).
 #[derive(Debug)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub v6_only: bool,
     pub refwait: Duration,
     pub servwait: Duration,
+    /// UDP ports for Session-Reflectors, LO-HI; `None` (`-test-ports 0`): ports the OS picks
+    /// (its ephemeral range), and a requested port is never granted.
     pub test_ports: Option<(u16, u16)>,
     /// Security modes offered in the Server-Greeting.
     pub modes: Modes,
@@ -201,7 +225,43 @@ pub struct ServerConfig {
     pub logging: Logging,
     pub max_connections: usize,
     pub max_connections_per_client: usize,
+    pub max_handshakes: usize,
+    pub setup_timeout: Duration,
     pub message_timeout: Duration,
+    pub max_sessions: usize,
+    pub max_sessions_per_connection: usize,
+    pub max_sessions_per_client: usize,
+    pub engine_threads: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::new(IpAddr::from([0u16; 8]), DEFAULT_CONTROL_PORT),
+            v6_only: false,
+            refwait: DEFAULT_REFWAIT,
+            servwait: DEFAULT_SERVWAIT,
+            test_ports: Some(DEFAULT_TEST_PORTS),
+            modes: Modes::UNAUTHENTICATED,
+            keys: KeyFile::default(),
+            pbkdf2_count: DEFAULT_PBKDF2_COUNT,
+            daemon: false,
+            pidfile: None,
+            logging: Logging {
+                level: log::LevelFilter::Info,
+                file: None,
+            },
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            max_handshakes: DEFAULT_MAX_HANDSHAKES,
+            setup_timeout: DEFAULT_SETUP_TIMEOUT,
+            message_timeout: DEFAULT_MESSAGE_TIMEOUT,
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_sessions_per_connection: DEFAULT_MAX_SESSIONS_PER_CONNECTION,
+            max_sessions_per_client: DEFAULT_MAX_SESSIONS_PER_CLIENT,
+            engine_threads: DEFAULT_ENGINE_THREADS,
+        }
+    }
 }
 
 /// IP version restriction (-4 / -6).
@@ -453,6 +513,21 @@ fn logging(cli: &Cli, default: log::LevelFilter) -> Logging {
     }
 }
 
+fn nonzero(d: Duration, name: &str) -> Result<Duration> {
+    if d.is_zero() {
+        return Err(Error::Config(format!("-{name}: must be more than 0")));
+    }
+    Ok(d)
+}
+
+fn at_least_one(v: Option<usize>, default: usize, name: &str) -> Result<usize> {
+    match v {
+        Some(0) => Err(Error::Config(format!("-{name}: must be at least 1"))),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+}
+
 impl Mode {
     pub fn from_cli(cli: &Cli) -> Result<Mode> {
         match cli.mode {
@@ -557,11 +632,12 @@ impl ServerConfig {
                 "-pbkdf2-count {pbkdf2_count}: must be a power of two, 1024 or more"
             )));
         }
-        let test_ports = match &cli.test_ports {
+        let test_ports = match cli.test_ports.as_deref().map(str::trim) {
+            Some("0") => None,
             Some(r) => {
                 Some(parse_port_range(r).map_err(|e| Error::Config(format!("-test-ports: {e}")))?)
             }
-            None => None,
+            None => Some(DEFAULT_TEST_PORTS),
         };
         let daemon = cli.daemon.unwrap_or(false);
         if daemon && cli.logfile.as_deref().is_some_and(|p| !p.starts_with('/')) {
@@ -585,7 +661,39 @@ impl ServerConfig {
             max_connections_per_client: cli
                 .max_connections_per_client
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CLIENT),
-            message_timeout: DEFAULT_MESSAGE_TIMEOUT,
+            max_handshakes: at_least_one(
+                cli.max_handshakes,
+                DEFAULT_MAX_HANDSHAKES,
+                "max-handshakes",
+            )?,
+            setup_timeout: nonzero(
+                dur(&cli.setup_timeout, DEFAULT_SETUP_TIMEOUT, "setup-timeout")?,
+                "setup-timeout",
+            )?,
+            message_timeout: nonzero(
+                dur(
+                    &cli.message_timeout,
+                    DEFAULT_MESSAGE_TIMEOUT,
+                    "message-timeout",
+                )?,
+                "message-timeout",
+            )?,
+            max_sessions: cli.max_sessions.unwrap_or(DEFAULT_MAX_SESSIONS),
+            max_sessions_per_connection: cli
+                .max_sessions_per_connection
+                .unwrap_or(DEFAULT_MAX_SESSIONS_PER_CONNECTION),
+            max_sessions_per_client: cli
+                .max_sessions_per_client
+                .unwrap_or(DEFAULT_MAX_SESSIONS_PER_CLIENT),
+            engine_threads: match cli.engine_threads {
+                Some(n @ 1..=64) => n,
+                Some(n) => {
+                    return Err(Error::Config(format!(
+                        "-engine-threads {n}: must be 1 to 64"
+                    )))
+                }
+                None => DEFAULT_ENGINE_THREADS,
+            },
         })
     }
 }

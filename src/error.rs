@@ -124,6 +124,14 @@ pub enum Error {
     Protocol(String),
     /// Writing results failed.
     Output { path: String, source: io::Error },
+    /// The Server's control layer ended a connection (typed: see [`crate::control::Error`]).
+    Control(crate::control::Error),
+}
+
+impl From<crate::control::Error> for Error {
+    fn from(e: crate::control::Error) -> Self {
+        Error::Control(e)
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -147,6 +155,9 @@ impl Error {
             Error::Auth(_) => exit::AUTH,
             Error::Wire { .. } | Error::Protocol(_) => exit::PROTOCOL,
             Error::Output { .. } => exit::LOCAL,
+            Error::Control(e) if e.is_auth() => exit::AUTH,
+            Error::Control(e) if e.is_timeout() => exit::TIMEOUT,
+            Error::Control(_) => exit::PROTOCOL,
         }
     }
 
@@ -166,6 +177,7 @@ impl Error {
             Error::Auth(_) => "auth",
             Error::Protocol(_) => "protocol",
             Error::Output { .. } => "output",
+            Error::Control(e) => e.kind(),
         }
     }
 }
@@ -197,6 +209,7 @@ impl fmt::Display for Error {
             Error::Auth(msg) => write!(f, "authentication failed: {msg}"),
             Error::Protocol(msg) => write!(f, "protocol error: {msg}"),
             Error::Output { path, source } => write!(f, "cannot write {path}: {source}"),
+            Error::Control(e) => write!(f, "{e}"),
         }
     }
 }
@@ -209,6 +222,7 @@ impl std::error::Error for Error {
             | Error::Io { source, .. }
             | Error::Output { source, .. } => Some(source),
             Error::Wire { source, .. } => Some(source),
+            Error::Control(e) => Some(e),
             _ => None,
         }
     }

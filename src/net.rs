@@ -296,35 +296,45 @@ pub fn tcp_connect(
     Ok(s.into())
 }
 
-/// Binds a test socket on `local`: the requested port when it is free, else a port from
-/// `range` (tried from a random start), else any port the OS gives.
+/// Binds a test socket on `local` within the server's test-port range: the requested port
+/// when it lies in `range` and is free, else a free port of `range` (tried from a random
+/// start). A requested port outside the range is never granted (a peer must not get a
+/// privileged or unrelated port bound). With no range (`-test-ports 0`) the OS picks from
+/// its ephemeral range and a requested port is never granted.
 pub fn bind_test_port(
     local: IpAddr,
     requested: u16,
     range: Option<(u16, u16)>,
     rcvbuf: usize,
 ) -> io::Result<UdpSocket> {
-    if requested != 0 {
+    let Some((lo, hi)) = range else {
+        return udp_socket(SocketAddr::new(local, 0), rcvbuf);
+    };
+    if (lo..=hi).contains(&requested) {
         if let Ok(s) = udp_socket(SocketAddr::new(local, requested), rcvbuf) {
             return Ok(s);
         }
     }
-    if let Some((lo, hi)) = range {
-        let n = u32::from(hi - lo) + 1;
-        let mut r = [0u8; 4];
-        let _ = getrandom::fill(&mut r);
-        let start = u32::from_be_bytes(r) % n;
-        let mut last_err = None;
-        for i in 0..n {
-            let port = lo + ((start + i) % n) as u16;
-            match udp_socket(SocketAddr::new(local, port), rcvbuf) {
-                Ok(s) => return Ok(s),
-                Err(e) => last_err = Some(e),
+    let n = u32::from(hi - lo) + 1;
+    let mut r = [0u8; 4];
+    let _ = getrandom::fill(&mut r);
+    let start = u32::from_be_bytes(r) % n;
+    let mut last_err = None;
+    for i in 0..n {
+        let port = lo + ((start + i) % n) as u16;
+        match udp_socket(SocketAddr::new(local, port), rcvbuf) {
+            Ok(s) => return Ok(s),
+            // Out of descriptors: trying the rest of the range cannot help.
+            Err(e)
+                if e.raw_os_error() == Some(libc::EMFILE)
+                    || e.raw_os_error() == Some(libc::ENFILE) =>
+            {
+                return Err(e)
             }
+            Err(e) => last_err = Some(e),
         }
-        return Err(last_err.unwrap_or_else(|| io::Error::other("empty test port range")));
     }
-    udp_socket(SocketAddr::new(local, 0), rcvbuf)
+    Err(last_err.unwrap_or_else(|| io::Error::other("empty test port range")))
 }
 
 /// Sends to `to` on any socket (one getsockname per call: for occasional sends).
@@ -358,6 +368,31 @@ mod tests {
         );
         assert!(m.at >= before);
         assert!(!m.truncated);
+    }
+
+    #[test]
+    fn test_ports_are_granted_only_inside_the_range() {
+        let lo = "127.0.0.1".parse().unwrap();
+        let port = |s: UdpSocket| s.local_addr().unwrap().port();
+        // Find a free 10-port range, then ask inside, outside (privileged) and for any.
+        let probe = udp_socket("127.0.0.1:0".parse().unwrap(), 0).unwrap();
+        let base = port(probe).saturating_sub(5).max(1024);
+        let range = Some((base, base + 9));
+        let inside = bind_test_port(lo, base + 3, range, 0).unwrap();
+        assert_eq!(
+            port(inside),
+            base + 3,
+            "a free port in the range is granted"
+        );
+        for requested in [990, 0, base + 10, 65535] {
+            let s = bind_test_port(lo, requested, range, 0).unwrap();
+            assert!((base..=base + 9).contains(&port(s)), "asked {requested}");
+        }
+        let any = bind_test_port(lo, 990, None, 0).unwrap();
+        assert!(
+            port(any) >= 1024,
+            "no range: the OS picks, never the request"
+        );
     }
 
     #[test]

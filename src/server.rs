@@ -1,19 +1,33 @@
 //! The TWAMP Server (RFC 5357 §3): the accept loop, one thread per control connection, and the
-//! Session-Reflectors each connection starts. Decisions live in `control::server`; this file
-//! reads, writes and starts threads.
+//! reflector engine that serves every connection's test sessions. Decisions live in the state
+//! machine of `control::server` and the budgets of `control::server::limits`; this file only
+//! executes them: reads, writes, binds sockets and hands sessions to the engine.
+//!
+//! What a peer cannot do here:
+//! - hold a connection without finishing the handshake for longer than `-setup-timeout`, or
+//!   hold more than `-max-handshakes` such connections (the oldest is dropped for a newcomer);
+//! - hold more than `-max-connections` established connections, or `-max-connections-per-client`
+//!   from one client (an IPv4 address or IPv6 /64): past them it gets Modes 0 and a close;
+//! - hold more test sessions than `-max-sessions`, `-max-sessions-per-client` and
+//!   `-max-sessions-per-connection` allow (Accept 5), or the descriptors connections need;
+//! - pin a thread: every read and write has a deadline, and shutdown closes every control
+//!   socket, so SIGTERM ends the server within about a second whatever the peers do.
 
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::channel::ControlStream;
+use crate::channel::{ControlStream, Transport};
 use crate::config::{ServerConfig, REFLECTOR_RCVBUF};
-use crate::control::server::{self as decide, Conn, Next};
-use crate::control::SecurityMode;
-use crate::crypto::{self, ControlCipher, SessionKeys, TestCipher, TestKeys};
+use crate::control::server::limits::{self, Budget, ClientKey, Over};
+use crate::control::server::{self as decide, Action, Expect, Input, Message};
+use crate::control::Error as ControlError;
 use crate::error::{Error, Op, Result};
-use crate::reflector::{self, Reflector};
+use crate::reflector::{self, Engine, Reflector, Registration};
 use crate::time::{Clock, SystemClock};
 use crate::wire::{
     Accept, AcceptSession, Command, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse,
@@ -21,24 +35,49 @@ use crate::wire::{
 };
 use crate::{addr, net};
 
-/// How often an idle control thread looks at SERVWAIT and the shutdown flag.
+/// How often an idle control thread and the accept loop look at the shutdown flag.
 const POLL: Duration = Duration::from_millis(250);
+
+/// How long shutdown waits for the connection threads once their sockets are closed.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
 
 /// Server-wide state shared by the connection threads.
 pub struct Shared {
     pub config: ServerConfig,
     pub clock: Arc<dyn Clock>,
     pub shutdown: Arc<AtomicBool>,
-    /// Control connections open now.
+    /// Control connections open now (in the handshake or established).
     pub connections: AtomicUsize,
-    /// Control connections open now, per client address.
-    per_client: std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>,
-    /// Session-Reflector threads running now.
+    conns: Mutex<Conns>,
+    /// Test sessions held now (accepted or running), in all and per client.
+    session_budget: Arc<Mutex<Budget>>,
+    /// Sessions the reflector engine serves now.
     pub sessions: Arc<AtomicUsize>,
     /// Test packets reflected and dropped (by reason), over the server's life.
     pub totals: Arc<reflector::Counters>,
     /// When this server started: Server-Start's Start-Time.
     pub started: crate::time::Timestamp,
+    engine: OnceLock<Engine>,
+    next_id: AtomicU64,
+    /// Log lines about refused and dropped connections, at most a few a second.
+    noisy: Mutex<Throttle>,
+}
+
+/// Every control connection open now.
+struct Conns {
+    /// Per client, handshaking and established alike.
+    clients: Budget,
+    /// Connections that have not finished the handshake, oldest first.
+    handshaking: VecDeque<(u64, ClientKey)>,
+    established: usize,
+    /// Every open connection's socket, so shutdown and eviction can close it under a
+    /// blocked read or write, and whether it counts as established.
+    open: HashMap<u64, Open>,
+}
+
+struct Open {
+    stream: Arc<TcpStream>,
+    established: bool,
 }
 
 impl Shared {
@@ -48,49 +87,250 @@ impl Shared {
         shutdown: Arc<AtomicBool>,
     ) -> Arc<Self> {
         let started = clock.now();
+        let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .map_or(1024, |(soft, _)| soft);
+        let max_sessions = limits::session_budget(
+            config.max_sessions,
+            nofile,
+            config.max_connections + config.max_handshakes,
+        );
+        if max_sessions < config.max_sessions {
+            log::warn!(
+                "-max-sessions {} lowered to {max_sessions}: the open file limit is {nofile} and \
+                 {} descriptors stay for control connections",
+                config.max_sessions,
+                config.max_connections + config.max_handshakes
+            );
+        }
         Arc::new(Shared {
+            conns: Mutex::new(Conns {
+                clients: Budget::new(usize::MAX, config.max_connections_per_client),
+                handshaking: VecDeque::new(),
+                established: 0,
+                open: HashMap::new(),
+            }),
+            session_budget: Arc::new(Mutex::new(Budget::new(
+                max_sessions,
+                config.max_sessions_per_client,
+            ))),
             config,
             clock,
             shutdown,
             connections: AtomicUsize::new(0),
-            per_client: std::sync::Mutex::new(std::collections::HashMap::new()),
             sessions: Arc::new(AtomicUsize::new(0)),
             totals: Arc::new(reflector::Counters::default()),
             started,
+            engine: OnceLock::new(),
+            next_id: AtomicU64::new(1),
+            noisy: Mutex::new(Throttle::default()),
         })
     }
-}
 
-impl Shared {
-    /// Counts a new connection in, or says which limit it would break.
-    fn admit(&self, ip: IpAddr) -> std::result::Result<(), String> {
-        let mut per = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        let total = self.connections.load(Ordering::Relaxed);
-        if total >= self.config.max_connections {
+    fn conns(&self) -> std::sync::MutexGuard<'_, Conns> {
+        self.conns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a new connection in, or says which limit it would break. A full handshake
+    /// budget drops its oldest connection for this one.
+    fn admit(
+        &self,
+        id: u64,
+        key: ClientKey,
+        stream: &Arc<TcpStream>,
+    ) -> std::result::Result<(), String> {
+        let mut c = self.conns();
+        if c.established >= self.config.max_connections {
             return Err(format!(
-                "{total} control connections open (-max-connections)"
+                "{} control connections established (-max-connections)",
+                c.established
             ));
         }
-        let mine = per.entry(ip).or_insert(0);
-        if *mine >= self.config.max_connections_per_client {
+        if let Err(Over::Client { held, .. }) = c.clients.take(key) {
             return Err(format!(
-                "{mine} control connections open from {ip} (-max-connections-per-client)"
+                "{held} control connections open from {key} (-max-connections-per-client)"
             ));
         }
-        *mine += 1;
+        if c.handshaking.len() >= self.config.max_handshakes.max(1) {
+            if let Some((old, from)) = evict(&mut c.handshaking) {
+                if let Some(o) = c.open.get(&old) {
+                    let _ = o.stream.shutdown(std::net::Shutdown::Both);
+                }
+                self.note(|| {
+                    format!(
+                        "{} connections without a finished handshake (-max-handshakes): \
+                         dropping the oldest of {from}",
+                        self.config.max_handshakes
+                    )
+                });
+            }
+        }
+        c.handshaking.push_back((id, key));
+        c.open.insert(
+            id,
+            Open {
+                stream: stream.clone(),
+                established: false,
+            },
+        );
         self.connections.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    fn release(&self, ip: IpAddr) {
-        let mut per = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = per.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                per.remove(&ip);
-            }
+    /// The handshake is over: the connection leaves the handshake budget. `false` when the
+    /// established budget filled up meanwhile.
+    fn promote(&self, id: u64) -> bool {
+        let mut c = self.conns();
+        let Some(i) = c.handshaking.iter().position(|&(x, _)| x == id) else {
+            return false; // dropped for a newer one meanwhile
+        };
+        if c.established >= self.config.max_connections {
+            return false;
         }
+        c.handshaking.remove(i);
+        c.established += 1;
+        if let Some(o) = c.open.get_mut(&id) {
+            o.established = true;
+        }
+        true
+    }
+
+    fn release(&self, id: u64, key: ClientKey) {
+        let mut c = self.conns();
+        let Some(o) = c.open.remove(&id) else {
+            return;
+        };
+        if o.established {
+            c.established -= 1;
+        } else if let Some(i) = c.handshaking.iter().position(|&(x, _)| x == id) {
+            c.handshaking.remove(i);
+        }
+        c.clients.give_back(key);
         self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Closes every control socket: blocked reads and writes return at once.
+    fn close_all(&self) -> usize {
+        let c = self.conns();
+        for o in c.open.values() {
+            let _ = o.stream.shutdown(std::net::Shutdown::Both);
+        }
+        c.open.len()
+    }
+
+    /// A warning about refused or dropped connections, throttled.
+    fn note(&self, line: impl FnOnce() -> String) {
+        let mut t = self.noisy.lock().unwrap_or_else(|p| p.into_inner());
+        t.log(line);
+    }
+
+    /// Sessions held now (accepted or running), in all.
+    pub fn sessions_held(&self) -> usize {
+        self.session_budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .total()
+    }
+
+    /// Connections that have not finished the handshake.
+    pub fn handshaking(&self) -> usize {
+        self.conns().handshaking.len()
+    }
+}
+
+/// Picks the connection to drop from a full handshake budget: the oldest of the client that
+/// holds the most handshakes, so a flood from one client costs that client, not the others.
+fn evict(handshaking: &mut VecDeque<(u64, ClientKey)>) -> Option<(u64, ClientKey)> {
+    let mut counts: HashMap<ClientKey, usize> = HashMap::new();
+    for (_, k) in handshaking.iter() {
+        *counts.entry(*k).or_insert(0) += 1;
+    }
+    let most = counts.values().copied().max()?;
+    // The oldest entry whose client holds `most`.
+    let i = handshaking
+        .iter()
+        .position(|(_, k)| counts.get(k) == Some(&most))?;
+    handshaking.remove(i)
+}
+
+/// At most [`Throttle::PER_WINDOW`] lines a second; the rest are counted and reported once
+/// the second is over.
+#[derive(Default)]
+struct Throttle {
+    window: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl Throttle {
+    const PER_WINDOW: u32 = 5;
+    const WINDOW: Duration = Duration::from_secs(1);
+
+    fn log(&mut self, line: impl FnOnce() -> String) {
+        let now = Instant::now();
+        if self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= Self::WINDOW)
+        {
+            if self.suppressed > 0 {
+                log::warn!("{} similar warnings suppressed", self.suppressed);
+            }
+            *self = Throttle {
+                window: Some(now),
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if self.logged < Self::PER_WINDOW {
+            self.logged += 1;
+            log::warn!("{}", line());
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
+
+/// A session's slot in the session budget, given back when dropped (with the session).
+struct SessionPermit {
+    budget: Arc<Mutex<Budget>>,
+    key: ClientKey,
+}
+
+impl Drop for SessionPermit {
+    fn drop(&mut self) {
+        self.budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .give_back(self.key);
+    }
+}
+
+/// The control socket, shared with the connection registry (which may close it).
+struct SharedStream(Arc<TcpStream>);
+
+impl Read for SharedStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for SharedStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
+impl AsFd for SharedStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl Transport for SharedStream {
+    fn set_read_timeout(&self, d: Option<Duration>) -> std::io::Result<()> {
+        self.0.set_read_timeout(d)
     }
 }
 
@@ -115,15 +355,30 @@ pub fn bind(config: &ServerConfig) -> Result<TcpListener> {
         .map_err(|e| Error::io(Op::Bind, Some(config.listen), e))
 }
 
-/// Serves until `shared.shutdown` is set. Joins every connection thread before returning.
+/// Serves until `shared.shutdown` is set, then closes every control connection and returns
+/// within about a second.
 pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
+    let cfg = &shared.config;
+    let ctx = reflector::Context {
+        refwait: cfg.refwait,
+        clock: shared.clock.clone(),
+        shutdown: shared.shutdown.clone(),
+        live: shared.sessions.clone(),
+        totals: shared.totals.clone(),
+    };
+    let engine = Engine::start(cfg.engine_threads, ctx.engine())
+        .map_err(|e| Error::io(Op::Spawn, None, e))?;
+    let threads_n = engine.threads();
+    let _ = shared.engine.set(engine);
     let local = listener.local_addr().ok();
     log::info!(
-        "TWAMP server listening on {} (modes {}, REFWAIT {:?}, SERVWAIT {:?})",
+        "TWAMP server listening on {} (modes {}, REFWAIT {:?}, SERVWAIT {:?}, {threads_n} engine thread(s), test ports {})",
         local.map_or_else(|| "?".into(), |a| a.to_string()),
-        shared.config.modes,
-        shared.config.refwait,
-        shared.config.servwait
+        cfg.modes,
+        cfg.refwait,
+        cfg.servwait,
+        cfg.test_ports
+            .map_or_else(|| "any".to_string(), |(lo, hi)| format!("{lo}-{hi}"))
     );
     let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
     while !shared.shutdown.load(Ordering::Relaxed) {
@@ -134,16 +389,21 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
             Err(e) => {
-                // EMFILE and friends: log, breathe, go on serving the others.
-                log::warn!("accept: {e}");
+                // EMFILE and friends: note, breathe, go on serving the others.
+                shared.note(|| format!("accept: {e}"));
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
         };
         let peer = addr::unmap(peer);
-        if let Err(why) = shared.admit(peer.ip()) {
-            log::warn!("{peer}: refused: {why}");
-            refuse(stream);
+        let key = ClientKey::of(peer.ip());
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let stream = Arc::new(stream);
+        if let Err(why) = shared.admit(id, key, &stream) {
+            shared.note(|| format!("{peer}: refused: {why}"));
+            if let Ok(s) = Arc::try_unwrap(stream) {
+                refuse(s);
+            }
             continue;
         }
         let sh = shared.clone();
@@ -151,26 +411,30 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
             .name(format!("control:{peer}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                match handle_connection(stream, peer, &sh) {
+                match handle_connection(stream, id, peer, &sh) {
                     Ok(()) => log::info!("{peer}: control connection closed"),
                     Err(e) => log::warn!("{peer}: control connection closed: {e}"),
                 }
-                sh.release(peer.ip());
+                if let Some(engine) = sh.engine.get() {
+                    engine.close(id);
+                }
+                sh.release(id, key);
             });
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
-                shared.release(peer.ip());
+                shared.release(id, key);
                 log::error!("{peer}: cannot start a thread: {e}");
             }
         }
     }
-    threads.retain(|t| !t.is_finished());
-    log::info!(
-        "shutting down: waiting for {} control connection(s)",
-        threads.len()
-    );
-    for t in threads {
+    let n = shared.close_all();
+    log::info!("shutting down: closing {n} control connection(s)");
+    let end = Instant::now() + SHUTDOWN_GRACE;
+    while threads.iter().any(|t| !t.is_finished()) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for t in threads.into_iter().filter(|t| t.is_finished()) {
         let _ = t.join();
     }
     Ok(())
@@ -183,330 +447,339 @@ fn random<const N: usize>() -> Result<[u8; N]> {
     Ok(b)
 }
 
-/// A session accepted on this connection.
+/// A session accepted on this connection and not started yet: its socket, what its
+/// reflector needs, and its slot in the session budget.
 struct Pending {
-    spec: decide::SessionSpec,
+    bind: decide::Bind,
     socket: std::net::UdpSocket,
-    sid: crate::wire::Sid,
-    cipher: Option<TestCipher>,
+    permit: SessionPermit,
 }
 
-/// One control connection, from Server-Greeting to close.
-fn handle_connection(stream: TcpStream, peer: SocketAddr, sh: &Shared) -> Result<()> {
+/// One control connection as the driver sees it.
+struct Conn<'a> {
+    sh: &'a Shared,
+    /// The engine's owner id of this connection's sessions.
+    id: u64,
+    peer: SocketAddr,
+    key: ClientKey,
+    local_ip: IpAddr,
+    pending: Vec<Pending>,
+    /// Unix milliseconds of the latest test packet reflected for this connection: SERVWAIT
+    /// activity, written by the engine.
+    activity: Arc<AtomicU64>,
+    running: usize,
+}
+
+impl Conn<'_> {
+    /// When this connection's sessions last reflected a packet.
+    fn last_test_packet(&self) -> Option<Instant> {
+        if self.running == 0 {
+            return None;
+        }
+        let seen = self.activity.load(Ordering::Relaxed);
+        if seen == 0 {
+            return None;
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Instant::now().checked_sub(Duration::from_millis(now_ms.saturating_sub(seen)))
+    }
+}
+
+/// One control connection, from Server-Greeting to close: reads what the state machine
+/// expects, feeds it in, and executes the actions it returns. The caller frees the
+/// connection's sessions in the engine, however this ends.
+fn handle_connection(stream: Arc<TcpStream>, id: u64, peer: SocketAddr, sh: &Shared) -> Result<()> {
     let cfg = &sh.config;
     log::info!("{peer}: control connection accepted");
     let _ = stream.set_nodelay(true);
+    // Every write has a deadline: a peer that never reads cannot pin this thread.
+    stream
+        .set_write_timeout(Some(cfg.message_timeout))
+        .map_err(|e| Error::io(Op::SetSockopt, Some(peer), e))?;
     let local_ip = addr::unmap_ip(
         stream
             .local_addr()
             .map_err(|e| Error::io(Op::Getsockname, Some(peer), e))?
             .ip(),
     );
-    let mut ch = ControlStream::new(stream, Some(peer));
-
-    // Server-Greeting (RFC 4656 §3.1).
-    let greeting = ServerGreeting {
-        modes: cfg.modes,
+    let mut ch = ControlStream::new(SharedStream(stream), Some(peer));
+    let secrets = decide::Secrets {
         challenge: random()?,
         salt: random()?,
-        count: cfg.pbkdf2_count,
+        server_iv: random()?,
     };
-    let mut buf = [0u8; ServerGreeting::LEN];
-    greeting.emit(&mut buf);
-    ch.write_clear(&buf, "Server-Greeting")?;
-
-    // Set-Up-Response.
-    if !wait_for_message(&ch, sh, None, "Set-Up-Response")? {
-        return Ok(()); // shutting down
-    }
-    let mut buf = [0u8; SetUpResponse::LEN];
-    ch.read_clear(
-        &mut buf,
-        Instant::now() + sh.config.message_timeout,
-        "Set-Up-Response",
-    )?;
-    let setup = SetUpResponse::parse(&buf);
-    let Some(mode) = SecurityMode::from_modes(setup.mode).filter(|m| cfg.modes.contains(m.bit()))
-    else {
-        // RFC 4656 §3.1: Mode 0 means the client declines; anything not offered is an error.
-        // Either way the Server closes the connection.
-        return Err(Error::Protocol(format!(
-            "Set-Up-Response chose mode {} (offered {})",
-            setup.mode, cfg.modes
-        )));
+    let mut machine = decide::Server::new(
+        decide::Settings::from(cfg),
+        &cfg.keys,
+        secrets,
+        sh.started,
+        peer.ip(),
+        local_ip,
+    );
+    let mut conn = Conn {
+        sh,
+        id,
+        peer,
+        key: ClientKey::of(peer.ip()),
+        local_ip,
+        pending: Vec::new(),
+        activity: Arc::new(AtomicU64::new(0)),
+        running: 0,
     };
+    drive(&mut ch, &mut conn, &mut machine)
+}
 
-    // Authenticate the secure modes before saying anything more.
-    let mut session_keys: Option<SessionKeys> = None;
-    if mode.needs_key() {
-        let id = setup.key_id_str();
-        let keys = cfg.keys.get(&id).ok_or(()).and_then(|secret| {
-            let k = crypto::derive_key(secret, &greeting.salt, greeting.count);
-            crypto::decrypt_token(&k, &setup.token, &greeting.challenge).map_err(|_| ())
-        });
-        match keys {
-            Ok(k) => session_keys = Some(k),
-            Err(()) => {
-                let known = cfg.keys.get(&id).is_some();
-                let start = ServerStart {
-                    accept: Accept::Failure,
-                    server_iv: [0; 16],
-                    start_time: sh.started,
-                };
-                let mut b = [0u8; ServerStart::LEN];
-                start.emit(&mut b);
-                let _ = ch.write_clear(&b, "Server-Start");
-                return Err(Error::Auth(if known {
-                    format!("identity '{id}' from {peer}: wrong key (Token did not decrypt to our Challenge)")
-                } else {
-                    format!("unknown identity '{id}' from {peer}")
+fn drive(
+    ch: &mut ControlStream<SharedStream>,
+    conn: &mut Conn<'_>,
+    machine: &mut decide::Server<'_>,
+) -> Result<()> {
+    let sh = conn.sh;
+    let peer = conn.peer;
+    let mut actions: VecDeque<Action> = machine.greet().into();
+    let mut msg = [0u8; RequestTwSession::LEN];
+    let mut promoted = false;
+    loop {
+        while let Some(action) = actions.pop_front() {
+            match action {
+                Action::Send(m) => send(ch, m)?,
+                Action::Encrypt(c) => ch.set_cipher(c),
+                Action::Bind(b) => {
+                    let bound = bind_session(b, conn);
+                    actions.extend(machine.handle(Input::Bound(bound)));
+                }
+                Action::Start => start(conn)?,
+                Action::Stop => {
+                    conn.pending.clear();
+                    // RFC 5357 §3.8: keep reflecting for each session's Timeout, then stop.
+                    if let Some(e) = sh.engine.get() {
+                        e.stop(conn.id, None);
+                    }
+                    conn.running = 0;
+                }
+                Action::Log(level, line) => log::log!(level, "{peer}: {line}"),
+                Action::Close(why) => return why.map_or(Ok(()), |e| Err(e.into())),
+            }
+        }
+        if !promoted && machine.established() {
+            if !sh.promote(conn.id) {
+                return Err(Error::Refused {
+                    message: "-max-connections reached during the handshake",
+                    accept: Accept::TemporaryResourceLimitation,
+                });
+            }
+            promoted = true;
+        }
+        let input = match machine.expect() {
+            Expect::Nothing => return Ok(()),
+            Expect::Bound => {
+                // Bind is answered as soon as it is executed; nothing to read meanwhile.
+                return Err(Error::Control(ControlError::Unexpected {
+                    input: "a read",
+                    state: "binding",
                 }));
             }
-        }
-    }
-
-    // Server-Start: Server-IV in clear, Start-Time encrypted in the secure modes.
-    let server_iv: [u8; 16] = if mode.needs_key() { random()? } else { [0; 16] };
-    // RFC 4656 §3.1: Start-Time is "the time when the current instantiation of the Server
-    // started operating" (twampd sends the same value on every connection).
-    let start = ServerStart {
-        accept: Accept::Ok,
-        server_iv,
-        start_time: sh.started,
-    };
-    let mut b = [0u8; ServerStart::LEN];
-    start.emit(&mut b);
-    if let Some(k) = &session_keys {
-        ch.set_cipher(ControlCipher::new(k, server_iv, setup.client_iv));
-    }
-    ch.seal_unmacced(&mut b[ServerStart::CLEAR_LEN..], "Server-Start")?;
-    ch.write_clear(&b, "Server-Start")?;
-    log::info!(
-        "{peer}: mode {mode}{}",
-        if mode.needs_key() {
-            format!(", identity '{}'", setup.key_id_str())
-        } else {
-            String::new()
-        }
-    );
-
-    let mut conn = Conn::new();
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut running: Vec<(reflector::Handle, Duration)> = Vec::new();
-    let result = command_loop(
-        &mut ch,
-        sh,
-        peer,
-        local_ip,
-        mode,
-        session_keys.as_ref(),
-        &mut conn,
-        &mut pending,
-        &mut running,
-    );
-    // However the connection ends, its reflectors end too: the test sessions belong to it.
-    for (h, _) in running {
-        h.join();
-    }
-    result
-}
-
-#[allow(clippy::too_many_arguments)]
-fn command_loop(
-    ch: &mut ControlStream<TcpStream>,
-    sh: &Shared,
-    peer: SocketAddr,
-    local_ip: IpAddr,
-    mode: SecurityMode,
-    keys: Option<&SessionKeys>,
-    conn: &mut Conn,
-    pending: &mut Vec<Pending>,
-    running: &mut Vec<(reflector::Handle, Duration)>,
-) -> Result<()> {
-    loop {
-        if !wait_for_message(ch, sh, Some(running), "a control command")? {
-            return Ok(()); // shutdown
-        }
-        let mut msg = [0u8; RequestTwSession::LEN];
-        match ch.recv_part(
-            &mut msg[..16],
-            Instant::now() + sh.config.message_timeout,
-            "control command",
-        ) {
-            Ok(()) => {}
-            // Closing between commands is how a Control-Client ends; not an error.
-            Err(Error::Closed { .. }) => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        let cmd = Command::from(msg[0]);
-        let next = conn.on_command(cmd).map_err(Error::Protocol)?;
-        match next {
-            Next::Request => {
-                let deadline = Instant::now() + sh.config.message_timeout;
-                ch.recv_part(&mut msg[16..], deadline, "Request-TW-Session")?;
-                ch.verify(&msg, "Request-TW-Session")?;
-                let answer = match RequestTwSession::parse(&msg) {
-                    Err(e) => {
-                        log::warn!("{peer}: refusing Request-TW-Session: {e}");
-                        AcceptSession::refuse(Accept::NotSupported)
+            Expect::SetUpResponse => {
+                let deadline = Instant::now() + machine.wait();
+                match wait_for_message(ch, conn, deadline)? {
+                    Wait::Shutdown => Input::Shutdown,
+                    Wait::Timeout => Input::Timeout,
+                    Wait::Ready => {
+                        // The whole message within the Set-Up deadline, and once it has begun
+                        // within the message deadline (slowloris).
+                        let by = deadline.min(Instant::now() + sh.config.message_timeout);
+                        let mut b = [0u8; SetUpResponse::LEN];
+                        ch.read_clear(&mut b, by, "Set-Up-Response")?;
+                        Input::SetUpResponse(SetUpResponse::parse(&b))
                     }
-                    Ok(req) => match accept_session(&req, sh, peer, local_ip, mode, keys) {
-                        Ok(p) => {
-                            let a = AcceptSession {
-                                accept: Accept::Ok,
-                                port: p.socket.local_addr().map(|a| a.port()).unwrap_or(0),
-                                sid: p.sid,
-                                reflected_octets: 0,
-                                server_octets: 0,
-                            };
-                            log::info!(
-                                "{peer}: session {} accepted on port {} (requested {}, padding {})",
-                                p.sid,
-                                a.port,
-                                req.receiver_port,
-                                req.padding_length
-                            );
-                            pending.push(p);
-                            conn.session_accepted();
-                            a
+                }
+            }
+            Expect::Command => {
+                let deadline = Instant::now() + machine.wait();
+                match wait_for_message(ch, conn, deadline)? {
+                    Wait::Shutdown => Input::Shutdown,
+                    Wait::Timeout => Input::Timeout,
+                    Wait::Ready => {
+                        let by = Instant::now() + sh.config.message_timeout;
+                        match ch.recv_part(&mut msg[..16], by, "control command") {
+                            Ok(()) => Input::Command(Command::from(msg[0])),
+                            // Closing between commands is how a Control-Client ends.
+                            Err(Error::Closed { .. }) => Input::PeerClosed,
+                            Err(e) => return Err(e),
                         }
-                        Err(refusal) => {
-                            log::warn!("{peer}: refusing Request-TW-Session: {}", refusal.reason);
-                            AcceptSession::refuse(refusal.accept)
-                        }
+                    }
+                }
+            }
+            Expect::Rest { command, len, what } => {
+                let by = Instant::now() + sh.config.message_timeout;
+                ch.recv_part(&mut msg[16..len], by, what)?;
+                ch.verify(&msg[..len], what)?;
+                match command {
+                    Command::RequestTwSession => Input::RequestTwSession {
+                        request: RequestTwSession::parse(&msg),
+                        now: sh.clock.now(),
+                        random: random()?,
                     },
-                };
-                let mut out = [0u8; AcceptSession::LEN];
-                answer.emit(&mut out);
-                ch.send(&mut out, "Accept-Session")?;
-            }
-            Next::Start => {
-                ch.recv_part(
-                    &mut msg[16..32],
-                    Instant::now() + sh.config.message_timeout,
-                    "Start-Sessions",
-                )?;
-                ch.verify(&msg[..32], "Start-Sessions")?;
-                for p in pending.drain(..) {
-                    let r = Reflector::new(mode.test_layout(), p.cipher, p.spec.peer);
-                    let ctx = reflector::Context {
-                        refwait: sh.config.refwait,
-                        clock: sh.clock.clone(),
-                        shutdown: sh.shutdown.clone(),
-                        live: sh.sessions.clone(),
-                        totals: sh.totals.clone(),
-                    };
-                    let max_packet = mode.test_layout().sender.base + p.spec.padding as usize;
-                    let h = reflector::spawn(p.socket, r, p.sid, max_packet, &ctx)
-                        .map_err(|e| Error::io(Op::Spawn, Some(peer), e))?;
-                    running.push((h, p.spec.timeout));
+                    Command::StartSessions => Input::StartSessions,
+                    _ => {
+                        let mut m32 = [0u8; StopSessions::LEN];
+                        m32.copy_from_slice(&msg[..StopSessions::LEN]);
+                        Input::StopSessions(StopSessions::parse(&m32))
+                    }
                 }
-                conn.sessions_started();
-                let mut out = [0u8; StartAck::LEN];
-                StartAck { accept: Accept::Ok }.emit(&mut out);
-                ch.send(&mut out, "Start-Ack")?;
-                log::info!("{peer}: {} session(s) started", conn.started());
             }
-            Next::Stop => {
-                ch.recv_part(
-                    &mut msg[16..32],
-                    Instant::now() + sh.config.message_timeout,
-                    "Stop-Sessions",
-                )?;
-                ch.verify(&msg[..32], "Stop-Sessions")?;
-                let mut m32 = [0u8; StopSessions::LEN];
-                m32.copy_from_slice(&msg[..32]);
-                let stop = StopSessions::parse(&m32);
-                // RFC 5357 §3.8: a wrong count closes the connection and discards results.
-                let n = conn.on_stop(&stop).map_err(Error::Protocol)?;
-                pending.clear();
-                // RFC 5357 §3.8: keep reflecting for each session's Timeout, then stop.
-                for (h, timeout) in running.iter() {
-                    h.stop_after(*timeout);
-                }
-                log::info!("{peer}: Stop-Sessions for {n} session(s)");
-            }
+        };
+        actions.extend(machine.handle(input));
+    }
+}
+
+/// Writes one message the state machine asked for.
+fn send(ch: &mut ControlStream<SharedStream>, m: Message) -> Result<()> {
+    match m {
+        Message::Greeting(g) => {
+            let mut b = [0u8; ServerGreeting::LEN];
+            g.emit(&mut b);
+            ch.write_clear(&b, "Server-Greeting")
+        }
+        Message::ServerStart(s) => {
+            // Server-IV in clear, Start-Time sealed in the secure modes, in one write.
+            let mut b = [0u8; ServerStart::LEN];
+            s.emit(&mut b);
+            ch.seal_unmacced(&mut b[ServerStart::CLEAR_LEN..], "Server-Start")?;
+            ch.write_clear(&b, "Server-Start")
+        }
+        Message::AcceptSession(a) => {
+            let mut b = [0u8; AcceptSession::LEN];
+            a.emit(&mut b);
+            ch.send(&mut b, "Accept-Session")
+        }
+        Message::StartAck(a) => {
+            let mut b = [0u8; StartAck::LEN];
+            a.emit(&mut b);
+            ch.send(&mut b, "Start-Ack")
         }
     }
 }
 
-fn accept_session(
-    req: &RequestTwSession,
-    sh: &Shared,
-    peer: SocketAddr,
-    local_ip: IpAddr,
-    mode: SecurityMode,
-    keys: Option<&SessionKeys>,
-) -> std::result::Result<Pending, decide::Refusal> {
-    let spec = decide::validate_request(req, mode, peer.ip())?;
+/// Binds the test socket of an accepted request, within the session budget and the
+/// test-port range. A refusal is Accept 5: temporary resource limitation (RFC 4656 §3.3).
+fn bind_session(b: decide::Bind, conn: &mut Conn<'_>) -> std::result::Result<u16, decide::Refusal> {
+    let sh = conn.sh;
+    let limited = |reason: String| decide::Refusal {
+        accept: Accept::TemporaryResourceLimitation,
+        reason,
+    };
+    if sh.engine.get().is_none() {
+        return Err(limited("the reflector engine is not running".into()));
+    }
+    sh.session_budget
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take(conn.key)
+        .map_err(|over| {
+            limited(match over {
+                Over::Total { held, .. } => format!("{held} sessions in all (-max-sessions)"),
+                Over::Client { held, .. } => format!(
+                    "{held} sessions for {} (-max-sessions-per-client)",
+                    conn.key
+                ),
+            })
+        })?;
+    let permit = SessionPermit {
+        budget: sh.session_budget.clone(),
+        key: conn.key,
+    };
     let socket = net::bind_test_port(
-        local_ip,
-        spec.requested_port,
+        conn.local_ip,
+        b.spec.requested_port,
         sh.config.test_ports,
         REFLECTOR_RCVBUF,
     )
-    .map_err(|e| decide::Refusal {
-        accept: Accept::TemporaryResourceLimitation,
-        reason: format!("no test port free: {e}"),
-    })?;
-    if spec.dscp != 0 {
-        if let Err(e) = net::set_dscp(&socket, spec.dscp) {
-            log::warn!("{peer}: cannot set DSCP {}: {e}", spec.dscp);
+    .map_err(|e| limited(format!("no test port free: {e}")))?;
+    if b.spec.dscp != 0 {
+        if let Err(e) = net::set_dscp(&socket, b.spec.dscp) {
+            log::warn!("{}: cannot set DSCP {}: {e}", conn.peer, b.spec.dscp);
         }
     }
-    let rnd: [u8; 4] = random().map_err(|e| decide::Refusal {
-        accept: Accept::InternalError,
-        reason: e.to_string(),
-    })?;
-    let sid = decide::make_sid(local_ip, sh.clock.now(), rnd);
-    let cipher = match (mode.test_security(), keys) {
-        (Some(sec), Some(k)) => Some(TestCipher::new(&TestKeys::derive(k, &sid.0), sec)),
-        _ => None,
-    };
-    Ok(Pending {
-        spec,
+    let port = socket
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| decide::Refusal {
+            accept: Accept::InternalError,
+            reason: format!("getsockname: {e}"),
+        })?;
+    conn.pending.push(Pending {
+        bind: b,
         socket,
-        sid,
-        cipher,
-    })
+        permit,
+    });
+    Ok(port)
 }
 
-/// Waits for the next control message to begin. Returns `Ok(false)` on shutdown.
+/// Hands every bound session to the reflector engine (RFC 5357 §3.7: before Start-Ack).
+fn start(conn: &mut Conn<'_>) -> Result<()> {
+    let sh = conn.sh;
+    let Some(engine) = sh.engine.get() else {
+        return Err(Error::io(
+            Op::Spawn,
+            Some(conn.peer),
+            std::io::Error::other("the reflector engine is not running"),
+        ));
+    };
+    for p in conn.pending.drain(..) {
+        let b = p.bind;
+        let r = Reflector::new(b.layout, b.cipher, b.spec.peer).expecting(b.sender_len);
+        engine
+            .add(Registration {
+                owner: conn.id,
+                name: b.sid.to_string(),
+                socket: p.socket,
+                handler: Box::new(r),
+                refwait: Some(sh.config.refwait),
+                linger: b.spec.timeout,
+                counters: Arc::new(reflector::Counters::default()),
+                activity: Some(conn.activity.clone()),
+                permit: Some(Box::new(p.permit)),
+            })
+            .map_err(|e| Error::io(Op::SetSockopt, Some(conn.peer), e))?;
+        conn.running += 1;
+    }
+    Ok(())
+}
+
+enum Wait {
+    Ready,
+    Timeout,
+    Shutdown,
+}
+
+/// Waits for the next control message to begin, until `deadline`.
 ///
 /// SERVWAIT (RFC 5357 §3.1): the Server MAY close a control connection when "no packet
-/// associated with that connection has been received within SERVWAIT"; test packets to its
-/// reflectors count, so a long test keeps its connection.
+/// associated with that connection has been received within SERVWAIT"; test packets its
+/// sessions reflected count, so a long test keeps its connection (a stranger's datagrams,
+/// never reflected, do not).
 fn wait_for_message(
-    ch: &ControlStream<TcpStream>,
-    sh: &Shared,
-    running: Option<&[(reflector::Handle, Duration)]>,
-    what: &'static str,
-) -> Result<bool> {
-    let mut last = Instant::now();
+    ch: &ControlStream<SharedStream>,
+    conn: &Conn<'_>,
+    mut deadline: Instant,
+) -> Result<Wait> {
+    let window = deadline.saturating_duration_since(Instant::now());
     loop {
-        if sh.shutdown.load(Ordering::Relaxed) {
-            return Ok(false);
+        if conn.sh.shutdown.load(Ordering::Relaxed) {
+            return Ok(Wait::Shutdown);
         }
-        if ch.wait_readable(POLL)? {
-            return Ok(true);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if ch.wait_readable(left.min(POLL))? {
+            return Ok(Wait::Ready);
         }
-        if let Some(rs) = running {
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            for (h, _) in rs {
-                let seen = h.counters.last_rx_ms.load(Ordering::Relaxed);
-                let ago = Duration::from_millis(now_ms.saturating_sub(seen));
-                if let Some(t) = Instant::now().checked_sub(ago) {
-                    last = last.max(t);
-                }
-            }
+        if let Some(t) = conn.last_test_packet() {
+            deadline = deadline.max(t + window);
         }
-        if last.elapsed() >= sh.config.servwait {
-            return Err(Error::Timeout {
-                waiting_for: what,
-                addr: ch.peer(),
-            });
+        if Instant::now() >= deadline {
+            return Ok(Wait::Timeout);
         }
     }
 }

@@ -80,10 +80,12 @@ impl Server {
         self.proc.stderr()
     }
 
-    /// Waits until a session is running: one control and one reflector thread over `idle`.
+    /// Waits until a session is running: one control thread over `idle` (the reflector
+    /// engine's thread is there when idle), and the control and test sockets.
     fn wait_for_session(&self, idle: Usage, client: &Proc) {
         let running = within(Duration::from_secs(5), || {
-            self.usage().threads >= idle.threads + 2
+            let u = self.usage();
+            u.threads > idle.threads && u.fds >= idle.fds + 2
         });
         assert!(
             running.is_some(),

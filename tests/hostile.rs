@@ -199,6 +199,9 @@ fn a_flood_of_held_connections_does_not_stop_service() {
     let mut cfg = server_config("[::]:0");
     cfg.max_connections_per_client = 64;
     cfg.servwait = Duration::from_secs(20);
+    // This case is about the per-client limit: no handshake deadline or budget in the way.
+    cfg.setup_timeout = Duration::from_secs(20);
+    cfg.max_handshakes = 1000;
     let srv = TestServer::start(cfg);
     let port = srv.addr.port();
     // 300 connections from 127.0.0.1, opened and held without a word.

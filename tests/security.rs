@@ -697,8 +697,15 @@ fn secure_only_server_never_reflects_open_layout_or_random_datagrams() {
             getrandom::fill(&mut b).unwrap();
             datagrams.push(b);
         }
+        // The session negotiated base + the size difference (64): shorter datagrams are
+        // dropped as undersized before any HMAC work.
+        let negotiated = base + TestLayout::AUTHENTICATED.size_difference();
         let short = datagrams.iter().filter(|d| d.len() < base).count() as u64;
-        let long = datagrams.len() as u64 - short;
+        let undersized = datagrams
+            .iter()
+            .filter(|d| (base..negotiated).contains(&d.len()))
+            .count() as u64;
+        let long = datagrams.len() as u64 - short - undersized;
         for d in &datagrams {
             s.send(d);
         }
@@ -710,9 +717,11 @@ fn secure_only_server_never_reflects_open_layout_or_random_datagrams() {
         assert!(
             wait_until(Duration::from_secs(2), || t.short.load(Ordering::Relaxed)
                 == short
+                && t.undersized.load(Ordering::Relaxed) == undersized
                 && t.bad_hmac.load(Ordering::Relaxed) == long),
-            "{mode}: short {} (want {short}), bad_hmac {} (want {long})",
+            "{mode}: short {} (want {short}), undersized {} (want {undersized}), bad_hmac {} (want {long})",
             t.short.load(Ordering::Relaxed),
+            t.undersized.load(Ordering::Relaxed),
             t.bad_hmac.load(Ordering::Relaxed)
         );
         assert_eq!(t.reflected.load(Ordering::Relaxed), 0, "{mode}");

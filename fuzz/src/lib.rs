@@ -523,6 +523,9 @@ pub fn reflector(data: &[u8]) -> u32 {
                     s.base
                 );
             }
+            Err(DropReason::Undersized { .. }) => {
+                unreachable!("Undersized from a reflector with no negotiated size")
+            }
             Err(DropReason::BadHmac) => {
                 assert!(
                     !foreign && mode.test_security().is_some(),

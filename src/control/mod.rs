@@ -1,17 +1,161 @@
 //! TWAMP-Control decisions, with no sockets and no clock of their own (RFC 5357 §3).
 //!
-//! [`client`] chooses a mode, checks the greeting and builds requests; [`server`] validates
-//! requests and keeps the order of commands. The I/O drivers in `crate::client` and
-//! `crate::server` call these and do only reading and writing.
+//! [`client`] chooses a mode, checks the greeting and builds requests; [`server`] is the
+//! Server's side as a state machine (which message may come next, what to answer, which
+//! sessions to bind, start and stop). The I/O drivers in `crate::client` and `crate::server`
+//! call these and do only reading and writing.
 
 pub mod client;
 pub mod server;
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use crate::crypto::TestSecurity;
-use crate::wire::{Modes, TestLayout};
+use crate::wire::{Command, Modes, TestLayout};
+
+/// Why the Server ends a control connection: the control layer's error (RFC 5357 §3).
+///
+/// Every string in it that the peer supplied (the KeyID) is already escaped with
+/// [`printable`], so it can go into a log line as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Set-Up-Response Mode 0: the Control-Client declines (RFC 4656 §3.1).
+    Declined,
+    /// Set-Up-Response chose a mode the Server did not offer, or more than one.
+    ModeNotOffered { chosen: Modes, offered: Modes },
+    /// The KeyID names no identity in the key file (RFC 4656 §3.1).
+    UnknownIdentity { id: String },
+    /// The Token did not decrypt to our Challenge: another pass-phrase (RFC 4656 §3.1).
+    WrongKey { id: String },
+    /// Start-Sessions before any Request-TW-Session was accepted (RFC 5357 §3.7).
+    StartWithoutSessions,
+    /// Request-TW-Session while sessions run: RFC 5357 has no way to add a session to a
+    /// started set (RFC 5938 has; we do not implement it).
+    RequestAfterStart,
+    /// Start-Sessions while sessions run.
+    StartWhileTesting,
+    /// Command 1, OWAMP's Request-Session, is forbidden in TWAMP (RFC 5357 §3.5).
+    ForbiddenCommand,
+    /// A command number we do not implement (RFC 4656 §3.4: the Server closes).
+    UnsupportedCommand(u8),
+    /// Stop-Sessions' Number of Sessions differs from the sessions running (RFC 5357 §3.8).
+    StopCountMismatch { requested: u32, running: u32 },
+    /// No Set-Up-Response within the Set-Up deadline.
+    SetUpTimeout { after: Duration },
+    /// No control message and no test packet within SERVWAIT (RFC 5357 §3.1).
+    Servwait {
+        after: Duration,
+        waiting_for: &'static str,
+    },
+    /// The peer kept sending requests we had to refuse.
+    TooManyRefusals { refusals: u32 },
+    /// The driver fed an input the state cannot take: a bug in the driver, not the peer.
+    Unexpected {
+        input: &'static str,
+        state: &'static str,
+    },
+}
+
+impl Error {
+    /// Authentication failures (exit 6 when they reach a process exit code).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::UnknownIdentity { .. } | Error::WrongKey { .. })
+    }
+
+    /// Deadlines (exit 5).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::SetUpTimeout { .. } | Error::Servwait { .. })
+    }
+
+    /// A short machine-readable name, as `crate::Error::kind` gives.
+    pub fn kind(&self) -> &'static str {
+        if self.is_auth() {
+            "auth"
+        } else if self.is_timeout() {
+            "timeout"
+        } else {
+            "protocol"
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Declined => write!(f, "Set-Up-Response chose mode 0: the client declines"),
+            Error::ModeNotOffered { chosen, offered } => {
+                write!(f, "Set-Up-Response chose mode {chosen} (offered {offered})")
+            }
+            Error::UnknownIdentity { id } => {
+                write!(f, "authentication failed: unknown identity '{id}'")
+            }
+            Error::WrongKey { id } => write!(
+                f,
+                "authentication failed: identity '{id}': wrong key (Token did not decrypt to our Challenge)"
+            ),
+            Error::StartWithoutSessions => {
+                write!(f, "Start-Sessions with no session accepted")
+            }
+            Error::RequestAfterStart => write!(
+                f,
+                "Request-TW-Session after Start-Sessions (not supported without RFC 5938)"
+            ),
+            Error::StartWhileTesting => write!(f, "Start-Sessions while sessions are running"),
+            Error::ForbiddenCommand => {
+                write!(f, "command 1 (OWAMP Request-Session) is forbidden in TWAMP")
+            }
+            Error::UnsupportedCommand(n) => write!(f, "unsupported command {n}"),
+            Error::StopCountMismatch { requested, running } => write!(
+                f,
+                "Stop-Sessions for {requested} sessions, but {running} are running"
+            ),
+            Error::SetUpTimeout { after } => {
+                write!(f, "no Set-Up-Response within {after:?} (-setup-timeout)")
+            }
+            Error::Servwait { after, waiting_for } => write!(
+                f,
+                "nothing received for {after:?} (SERVWAIT) while waiting for {waiting_for}"
+            ),
+            Error::TooManyRefusals { refusals } => write!(
+                f,
+                "{refusals} Request-TW-Session refused on this connection: closing it"
+            ),
+            Error::Unexpected { input, state } => {
+                write!(f, "internal error: {input} in state {state}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Command> for Error {
+    /// The error for a command number that no state accepts.
+    fn from(c: Command) -> Self {
+        match c {
+            Command::Forbidden => Error::ForbiddenCommand,
+            other => Error::UnsupportedCommand(u8::from(other)),
+        }
+    }
+}
+
+/// Escapes a peer-supplied string for a log line: printable ASCII stays (except `\` and
+/// `'`, escaped so a quoted value cannot be closed early), everything else becomes `\xNN`.
+/// A KeyID with a newline cannot forge a second log line.
+pub fn printable(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\'' => out.push_str("\\'"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out
+}
 
 /// The four security modes of Set-Up-Response (RFC 4656 §3.1, RFC 5618).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -171,6 +315,17 @@ mod tests {
             SecurityMode::Authenticated.test_layout(),
             TestLayout::AUTHENTICATED
         );
+    }
+
+    #[test]
+    fn peer_strings_cannot_forge_log_lines() {
+        assert_eq!(printable(b"testuser"), "testuser");
+        assert_eq!(
+            printable(b"x\nFAKE [ERROR] y"),
+            "x\\x0aFAKE [ERROR] y",
+            "a newline is escaped"
+        );
+        assert_eq!(printable(b"a'b\\c\x1b[31m\xff"), "a\\'b\\\\c\\x1b[31m\\xff");
     }
 
     #[test]

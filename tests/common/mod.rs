@@ -14,30 +14,23 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use twamp::config::{KeyFile, Logging, ServerConfig};
+use twamp::config::ServerConfig;
 use twamp::server::{self, Shared};
 use twamp::time::SystemClock;
-use twamp::wire::{self, Modes};
+use twamp::wire;
 
+/// The server's defaults, on `listen`, with short waits for tests and no per-client limit
+/// on connections (every test connects from loopback).
 pub fn server_config(listen: &str) -> ServerConfig {
     ServerConfig {
         listen: listen.parse().unwrap(),
-        v6_only: false,
         refwait: Duration::from_secs(30),
         servwait: Duration::from_secs(30),
-        test_ports: None,
-        modes: Modes::UNAUTHENTICATED,
-        keys: KeyFile::default(),
         pbkdf2_count: 1024,
-        daemon: false,
-        pidfile: None,
-        logging: Logging {
-            level: log::LevelFilter::Info,
-            file: None,
-        },
         max_connections: 1000,
         max_connections_per_client: 1000,
         message_timeout: Duration::from_secs(2),
+        ..ServerConfig::default()
     }
 }
 

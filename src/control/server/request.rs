@@ -1,16 +1,12 @@
-//! Server decisions (RFC 5357 §3.1–3.8), pure: which mode is acceptable, whether a
-//! Request-TW-Session can be served, and which command may come next.
-//!
-//! The order of commands is a small state machine, named rustls-style after what it waits for:
-//! `ExpectCommand` (Request-TW-Session or Start-Sessions) and `Testing` (Stop-Sessions). The I/O
-//! driver (`crate::server`) feeds it command numbers and messages and acts on the answers.
+//! Request-TW-Session on the Server (RFC 5357 §3.5), pure: whether a request can be served,
+//! and the SID of an accepted one.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use super::SecurityMode;
 use crate::time::Timestamp;
-use crate::wire::{Accept, Command, RequestTwSession, Sid, StopSessions};
+use crate::wire::{Accept, RequestTwSession, Sid};
 
 /// The largest UDP payload over IPv4 (65535 − 8 − 20); test packets must fit in it.
 pub const MAX_TEST_PACKET: u32 = 65_507;
@@ -114,114 +110,6 @@ pub fn make_sid(receiver: IpAddr, now: Timestamp, random: [u8; 4]) -> Sid {
     Sid(sid)
 }
 
-/// What the control connection waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Request-TW-Session or Start-Sessions (or Stop-Sessions for nothing).
-    ExpectCommand,
-    /// Sessions started: Stop-Sessions.
-    Testing,
-}
-
-/// What the I/O driver reads and does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Next {
-    /// Read the rest of Request-TW-Session (112 octets).
-    Request,
-    /// Read the rest of Start-Sessions (32), then start the reflectors and send Start-Ack.
-    Start,
-    /// Read the rest of Stop-Sessions (32) and check it with [`Conn::on_stop`].
-    Stop,
-}
-
-/// The order of control commands on one connection (RFC 5357 §3.4–3.8).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conn {
-    state: State,
-    /// Sessions accepted and not started yet.
-    accepted: u32,
-    /// Sessions started and not stopped yet.
-    started: u32,
-}
-
-impl Default for Conn {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Conn {
-    pub fn new() -> Self {
-        Conn {
-            state: State::ExpectCommand,
-            accepted: 0,
-            started: 0,
-        }
-    }
-
-    pub fn state(&self) -> State {
-        self.state
-    }
-
-    pub fn started(&self) -> u32 {
-        self.started
-    }
-
-    pub fn accepted(&self) -> u32 {
-        self.accepted
-    }
-
-    /// Decides whether `cmd` may come now. `Err` carries the log line; the connection is then
-    /// closed (RFC 4656 §3.4: an unexpected command is a protocol error).
-    pub fn on_command(&self, cmd: Command) -> Result<Next, String> {
-        match (self.state, cmd) {
-            (State::ExpectCommand, Command::RequestTwSession) => Ok(Next::Request),
-            (State::ExpectCommand, Command::StartSessions) if self.accepted > 0 => Ok(Next::Start),
-            (State::ExpectCommand, Command::StartSessions) => {
-                Err("Start-Sessions with no session accepted".into())
-            }
-            (_, Command::StopSessions) => Ok(Next::Stop),
-            (State::Testing, Command::RequestTwSession) => Err(
-                "Request-TW-Session after Start-Sessions (not supported without RFC 5938)".into(),
-            ),
-            (State::Testing, Command::StartSessions) => {
-                Err("Start-Sessions while sessions are running".into())
-            }
-            (_, Command::Forbidden) => {
-                Err("command 1 (OWAMP Request-Session) is forbidden in TWAMP".into())
-            }
-            (_, other) => Err(format!("unsupported command {}", u8::from(other))),
-        }
-    }
-
-    /// A Request-TW-Session was answered with Accept 0.
-    pub fn session_accepted(&mut self) {
-        self.accepted += 1;
-    }
-
-    /// Start-Ack sent: every accepted session now runs.
-    pub fn sessions_started(&mut self) {
-        self.started += self.accepted;
-        self.accepted = 0;
-        self.state = State::Testing;
-    }
-
-    /// Checks Stop-Sessions. RFC 5357 §3.8: Number of Sessions MUST equal the sessions started
-    /// and not yet stopped; otherwise the Server closes the connection. Sessions accepted but
-    /// never started are discarded with it.
-    pub fn on_stop(&mut self, stop: &StopSessions) -> Result<u32, String> {
-        if stop.number_of_sessions != self.started {
-            return Err(format!(
-                "Stop-Sessions for {} sessions, but {} are running",
-                stop.number_of_sessions, self.started
-            ));
-        }
-        let n = self.started;
-        *self = Conn::new();
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,41 +205,5 @@ mod tests {
         assert_ne!(zero, Sid::default());
         let v6 = make_sid("2001:db8::1".parse().unwrap(), Timestamp(1), [0; 4]);
         assert_ne!(v6.0[..4], [0; 4]);
-    }
-
-    #[test]
-    fn command_order() {
-        let mut c = Conn::new();
-        assert!(
-            c.on_command(Command::StartSessions).is_err(),
-            "start before any request"
-        );
-        assert_eq!(c.on_command(Command::RequestTwSession), Ok(Next::Request));
-        c.session_accepted();
-        c.session_accepted();
-        assert_eq!(c.on_command(Command::StartSessions), Ok(Next::Start));
-        c.sessions_started();
-        assert_eq!(c.state(), State::Testing);
-        assert!(c.on_command(Command::RequestTwSession).is_err());
-        assert!(c.on_command(Command::StartSessions).is_err());
-        assert!(c.on_command(Command::Forbidden).is_err());
-        assert!(c.on_command(Command::Unknown(42)).is_err());
-        assert_eq!(c.on_command(Command::StopSessions), Ok(Next::Stop));
-        let wrong = StopSessions {
-            accept: Accept::Ok,
-            number_of_sessions: 1,
-        };
-        assert!(c.on_stop(&wrong).is_err());
-        let right = StopSessions {
-            accept: Accept::Ok,
-            number_of_sessions: 2,
-        };
-        assert_eq!(c.on_stop(&right), Ok(2));
-        assert_eq!(c.state(), State::ExpectCommand);
-        assert_eq!(
-            c.on_command(Command::RequestTwSession),
-            Ok(Next::Request),
-            "the connection can be reused"
-        );
     }
 }

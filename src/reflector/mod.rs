@@ -1,27 +1,35 @@
 //! The Session-Reflector (RFC 5357 §4.2): a pure [`Reflector`] that turns one received test
-//! packet into its reflection, and [`spawn`], the blocking UDP loop around it.
+//! packet into its reflection, and the [`engine`] that serves many sessions' sockets from a
+//! few threads.
 //!
 //! What the reflector never does: reflect a packet from an address other than the control
-//! connection's peer (it would be an amplifier), reflect a packet whose HMAC fails, or die on a
-//! datagram it does not like. Every dropped datagram is counted by reason.
+//! connection's peer (it would be an amplifier), reflect a datagram shorter than the session's
+//! negotiated size (14 octets in must not make 41 out), reflect a packet whose HMAC fails, or
+//! die on a datagram it does not like. Every dropped datagram is counted by reason.
+
+pub mod engine;
 
 use std::net::{IpAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::addr;
 use crate::crypto::TestCipher;
-use crate::net::{self, Receiver};
+use crate::net;
 use crate::time::{Clock, Timestamp};
 use crate::wire::{ReflectorPacket, SenderPacket, Sid, TestLayout};
+
+pub use engine::{Engine, Handler, Owner, Registration};
 
 /// Why a datagram was not reflected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
     /// Shorter than the sender packet base of the session's mode.
     Short { len: usize },
+    /// At least the base, but shorter than the Session-Sender packet size negotiated in
+    /// Request-TW-Session (base + Padding Length). Reflecting it would send more than arrived.
+    Undersized { len: usize, want: usize },
     /// Larger than our receive buffer (MSG_TRUNC).
     Oversized,
     /// From an address other than the control connection's peer.
@@ -35,17 +43,17 @@ pub enum DropReason {
 pub struct Counters {
     pub reflected: AtomicU64,
     pub short: AtomicU64,
+    pub undersized: AtomicU64,
     pub oversized: AtomicU64,
     pub wrong_peer: AtomicU64,
     pub bad_hmac: AtomicU64,
-    /// Unix time in milliseconds of the last datagram received (any kind), for SERVWAIT.
-    pub last_rx_ms: AtomicU64,
 }
 
 impl Counters {
-    fn count(&self, r: DropReason) {
+    pub fn count(&self, r: DropReason) {
         let c = match r {
             DropReason::Short { .. } => &self.short,
+            DropReason::Undersized { .. } => &self.undersized,
             DropReason::Oversized => &self.oversized,
             DropReason::WrongPeer => &self.wrong_peer,
             DropReason::BadHmac => &self.bad_hmac,
@@ -55,6 +63,7 @@ impl Counters {
 
     pub fn dropped(&self) -> u64 {
         self.short.load(Ordering::Relaxed)
+            + self.undersized.load(Ordering::Relaxed)
             + self.oversized.load(Ordering::Relaxed)
             + self.wrong_peer.load(Ordering::Relaxed)
             + self.bad_hmac.load(Ordering::Relaxed)
@@ -75,19 +84,31 @@ pub struct Received<'a> {
 /// Session-Reflector state for one test session. No sockets.
 pub struct Reflector {
     layout: TestLayout,
-    cipher: Option<TestCipher>,
+    /// Boxed: its AES and HMAC state is ~500 octets, and open-mode sessions (most of them)
+    /// should not carry that much empty space each.
+    cipher: Option<Box<TestCipher>>,
     peer: IpAddr,
     next_seq: u32,
+    /// The negotiated Session-Sender packet size; shorter datagrams are dropped.
+    sender_len: usize,
 }
 
 impl Reflector {
     pub fn new(layout: TestLayout, cipher: Option<TestCipher>, peer: IpAddr) -> Self {
         Reflector {
             layout,
-            cipher,
+            cipher: cipher.map(Box::new),
             peer: addr::unmap_ip(peer),
             next_seq: 0,
+            sender_len: layout.sender.base,
         }
+    }
+
+    /// Drops datagrams shorter than `sender_len`, the Session-Sender packet size negotiated
+    /// in Request-TW-Session (base + Padding Length).
+    pub fn expecting(mut self, sender_len: usize) -> Self {
+        self.sender_len = sender_len.max(self.layout.sender.base);
+        self
     }
 
     /// Writes the reflection of `rx` into `out` and returns its length.
@@ -96,7 +117,8 @@ impl Reflector {
     /// T2, and the sender's sequence number, timestamp, error estimate and TTL. Its length is
     /// the sender's when the sender's padding allows (the reflector "SHOULD" shorten the
     /// padding by the base-size difference so both directions are equal), else the reflector
-    /// base; the padding octets are the sender's own, truncated at the end (RFC 5357 §4.2.1
+    /// base (only when the Control-Client itself negotiated less padding than the difference:
+    /// datagrams shorter than the negotiated size are dropped, not padded up); the padding octets are the sender's own, truncated at the end (RFC 5357 §4.2.1
     /// "MAY re-use the packet padding"). The clock is read last, so T3 is as late as possible.
     ///
     /// `out` must hold at least `max(rx.len(), 112)` octets.
@@ -113,6 +135,12 @@ impl Reflector {
         let len = rx.bytes.len();
         if len < s.base {
             return Err(DropReason::Short { len });
+        }
+        if len < self.sender_len {
+            return Err(DropReason::Undersized {
+                len,
+                want: self.sender_len,
+            });
         }
         if let Some(c) = &self.cipher {
             c.open_sender(rx.bytes).map_err(|_| DropReason::BadHmac)?;
@@ -149,179 +177,104 @@ impl Reflector {
     }
 }
 
-/// A running Session-Reflector thread.
+/// The smallest datagram a session accepts as not oversized: a full Ethernet-MTU datagram,
+/// so a sender whose packets differ a little from the negotiated size is still served.
+pub const MIN_BUFFER: usize = 1500;
+
+impl Handler for Reflector {
+    fn on_datagram(
+        &mut self,
+        rx: Received<'_>,
+        clock: &dyn Clock,
+        out: &mut [u8],
+    ) -> Result<usize, DropReason> {
+        self.reflect(rx, clock, out)
+    }
+
+    /// Datagrams over `max(negotiated size, MIN_BUFFER)` are counted as oversized and dropped.
+    fn max_datagram(&self) -> usize {
+        self.sender_len.clamp(MIN_BUFFER, net::MAX_DATAGRAM)
+    }
+}
+
+/// What every reflector of a server shares: the REFWAIT, the clock, the shutdown flag, the
+/// count of sessions served, and server-wide totals of the per-session counters.
+#[derive(Clone)]
+pub struct Context {
+    pub refwait: Duration,
+    pub clock: Arc<dyn Clock>,
+    pub shutdown: Arc<AtomicBool>,
+    /// Sessions served now.
+    pub live: Arc<AtomicUsize>,
+    pub totals: Arc<Counters>,
+}
+
+impl Context {
+    /// What the engine threads need of it.
+    pub fn engine(&self) -> engine::Shared {
+        engine::Shared {
+            clock: self.clock.clone(),
+            shutdown: self.shutdown.clone(),
+            live: self.live.clone(),
+            totals: self.totals.clone(),
+        }
+    }
+}
+
+/// One session served on an engine of its own: for tests and tools that reflect a single
+/// session without a control connection.
 pub struct Handle {
     pub sid: Sid,
     pub port: u16,
     pub counters: Arc<Counters>,
-    /// When set, the reflector stops at this instant (Stop-Sessions plus the session Timeout).
-    stop_at: Arc<Mutex<Option<Instant>>>,
-    /// Set with `stop_at`, so the per-packet loop looks at the mutex only once a stop is asked.
-    stopping: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    engine: Engine,
 }
 
 impl Handle {
     /// Stops reflecting `grace` from now (RFC 5357 §3.8: the reflector keeps reflecting for
     /// the session's Timeout after Stop-Sessions so late packets still come back).
     pub fn stop_after(&self, grace: Duration) {
-        let mut s = self.stop_at.lock().unwrap_or_else(|p| p.into_inner());
-        let at = Instant::now() + grace;
-        *s = Some(s.map_or(at, |old| old.min(at)));
-        self.stopping.store(true, Ordering::Relaxed);
+        self.engine.stop(0, Some(grace));
     }
 
-    /// Stops now and waits for the thread.
-    pub fn join(mut self) {
-        self.stop_after(Duration::ZERO);
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("reflector {} (port {}) panicked", self.sid, self.port);
-            }
-        }
+    /// Stops now and waits for the engine thread.
+    pub fn join(self) {
+        self.engine.close(0);
+        drop(self.engine);
     }
 }
 
-/// How often a blocked reflector wakes up to look at its stop conditions.
-const POLL: Duration = Duration::from_millis(200);
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The reflector loop ends when told to ([`Handle::stop_after`]), when `shutdown` is set, or after `refwait`
-/// without a test packet (RFC 5357 §4.2: REFWAIT).
-/// What every reflector of a server shares: the shutdown flag, the count of running reflector
-/// threads, and server-wide totals of the per-session counters.
-#[derive(Clone)]
-pub struct Context {
-    pub refwait: Duration,
-    pub clock: Arc<dyn Clock>,
-    pub shutdown: Arc<AtomicBool>,
-    /// Running reflector threads: incremented by `spawn`, decremented when a thread ends.
-    pub live: Arc<std::sync::atomic::AtomicUsize>,
-    pub totals: Arc<Counters>,
-}
-
-/// The smallest receive buffer a session gets: a full Ethernet-MTU datagram, so a sender whose
-/// packets differ a little from the negotiated size is still served.
-pub const MIN_BUFFER: usize = 1500;
-
-/// Starts the reflector loop for one session on its own thread.
+/// Serves one session on an engine thread of its own.
 ///
-/// `max_packet` is the negotiated Session-Sender packet size (base + Padding Length). The
-/// buffers are sized from it, not from the 64 KiB UDP maximum: a session costs a few KiB, and
-/// a datagram larger than `max(max_packet, MIN_BUFFER)` is cut by the kernel (MSG_TRUNC),
-/// counted as oversized and dropped.
+/// The session ends when told to ([`Handle::stop_after`]), when `shutdown` is set, or after
+/// `refwait` without a reflected packet (RFC 5357 §4.2: REFWAIT). `sender_len` is the
+/// negotiated Session-Sender packet size (base + Padding Length).
 pub fn spawn(
     socket: UdpSocket,
-    mut reflector: Reflector,
+    reflector: Reflector,
     sid: Sid,
-    max_packet: usize,
+    sender_len: usize,
     ctx: &Context,
 ) -> std::io::Result<Handle> {
-    let Context {
-        refwait,
-        clock,
-        shutdown,
-        live,
-        totals,
-    } = ctx.clone();
     let port = socket.local_addr()?.port();
     let counters = Arc::new(Counters::default());
-    counters.last_rx_ms.store(now_ms(), Ordering::Relaxed);
-    let stop_at = Arc::new(Mutex::new(None::<Instant>));
-    socket.set_read_timeout(Some(POLL))?;
-    let stopping = Arc::new(AtomicBool::new(false));
-    let (c2, s2, stopping2) = (counters.clone(), stop_at.clone(), stopping.clone());
-    live.fetch_add(1, Ordering::Relaxed);
-    let live2 = live.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("reflector:{port}"))
-        .stack_size(256 * 1024)
-        .spawn(move || {
-            let cap = max_packet.clamp(MIN_BUFFER, net::MAX_DATAGRAM);
-            let mut rx = vec![0u8; cap];
-            // The reflection of a packet shorter than the reflector base is the base.
-            let mut tx = vec![0u8; cap.max(TestLayout::AUTHENTICATED.reflector.base)];
-            let mut receiver = Receiver::new();
-            let mut last_packet = Instant::now();
-            let v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
-            loop {
-                if shutdown.load(Ordering::Relaxed) {
-                    break;
-                }
-                if stopping2.load(Ordering::Relaxed) {
-                    let deadline = *s2.lock().unwrap_or_else(|p| p.into_inner());
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        break;
-                    }
-                }
-                let meta = match receiver.recv(&socket, &mut rx) {
-                    Ok(Some(m)) => m,
-                    // Read timeout: the only time REFWAIT can have run out.
-                    Ok(None) => {
-                        if last_packet.elapsed() >= refwait {
-                            log::info!("session {sid}: no test packet for {refwait:?} (REFWAIT), stopping reflector on port {port}");
-                            break;
-                        }
-                        continue;
-                    }
-                    Err(e) => {
-                        // ICMP errors (ECONNREFUSED) from an earlier send surface here; they
-                        // are not fatal for the session.
-                        log::debug!("session {sid}: recv on port {port}: {e}");
-                        std::thread::sleep(Duration::from_millis(1));
-                        continue;
-                    }
-                };
-                last_packet = Instant::now();
-                // The receive time is wall-clock already: no second clock read for SERVWAIT.
-                c2.last_rx_ms.store(meta.at.unix_millis(), Ordering::Relaxed);
-                if meta.truncated {
-                    c2.count(DropReason::Oversized);
-                    totals.count(DropReason::Oversized);
-                    continue;
-                }
-                let received = Received { bytes: &mut rx[..meta.len], from: meta.from.ip(), ttl: meta.ttl, at: meta.at };
-                match reflector.reflect(received, clock.as_ref(), &mut tx) {
-                    Ok(n) => match socket.send_to(&tx[..n], addr::destination(meta.from, v6)) {
-                        Ok(_) => {
-                            c2.reflected.fetch_add(1, Ordering::Relaxed);
-                            totals.reflected.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => log::debug!("session {sid}: send to {}: {e}", meta.from),
-                    },
-                    Err(r) => {
-                        c2.count(r);
-                        totals.count(r);
-                        log::debug!("session {sid}: dropped datagram from {}: {r:?}", meta.from);
-                    }
-                }
-            }
-            log::info!(
-                "session {sid}: reflector on port {port} done: {} reflected, {} dropped",
-                c2.reflected.load(Ordering::Relaxed),
-                c2.dropped()
-            );
-            live2.fetch_sub(1, Ordering::Relaxed);
-        });
-    let thread = match spawned {
-        Ok(t) => t,
-        Err(e) => {
-            live.fetch_sub(1, Ordering::Relaxed);
-            return Err(e);
-        }
-    };
+    let engine = Engine::start(1, ctx.engine())?;
+    engine.add(Registration {
+        owner: 0,
+        name: sid.to_string(),
+        socket,
+        handler: Box::new(reflector.expecting(sender_len)),
+        refwait: Some(ctx.refwait),
+        linger: Duration::ZERO,
+        counters: counters.clone(),
+        activity: None,
+        permit: None,
+    })?;
     Ok(Handle {
         sid,
         port,
         counters,
-        stop_at,
-        stopping,
-        thread: Some(thread),
+        engine,
     })
 }
 
@@ -417,6 +370,51 @@ mod tests {
             // Padding is the sender's own, truncated at the end.
             let reused = n - 41;
             assert_eq!(&out[41..n], &rx[14..14 + reused]);
+        }
+    }
+
+    #[test]
+    fn datagrams_under_the_negotiated_size_are_dropped_not_padded_up() {
+        let clock = FakeClock::at(Timestamp(1));
+        let mut r = Reflector::new(TestLayout::OPEN, None, PEER).expecting(14 + 27);
+        let mut out = vec![0u8; 1024];
+        for padding in [0usize, 1, 26] {
+            let mut rx = sender_packet(0, padding);
+            assert_eq!(
+                r.reflect(
+                    Received {
+                        bytes: &mut rx,
+                        from: PEER,
+                        ttl: None,
+                        at: Timestamp(1),
+                    },
+                    &clock,
+                    &mut out
+                ),
+                Err(DropReason::Undersized {
+                    len: 14 + padding,
+                    want: 41
+                }),
+                "{} octets in would have made 41 out",
+                14 + padding
+            );
+        }
+        // The negotiated size and more are reflected, never larger than what arrived.
+        for padding in [27usize, 28, 500] {
+            let mut rx = sender_packet(0, padding);
+            let n = r
+                .reflect(
+                    Received {
+                        bytes: &mut rx,
+                        from: PEER,
+                        ttl: None,
+                        at: Timestamp(1),
+                    },
+                    &clock,
+                    &mut out,
+                )
+                .unwrap();
+            assert_eq!(n, 14 + padding);
         }
     }
 
