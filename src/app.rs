@@ -47,7 +47,7 @@ fn shutdown_flag() -> Arc<AtomicBool> {
 
 fn run_server(cfg: ServerConfig) -> crate::Result<()> {
     // Bind first: "address in use" must reach the terminal, before any fork.
-    let listener = server::bind(&cfg)?;
+    let listener = server::bind_all(&cfg)?;
     let ready = if cfg.daemon {
         let ready = daemon::detach(cfg.pidfile.as_deref())?;
         // In the daemon: logging and threads only now (fork keeps only the calling thread).

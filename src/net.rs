@@ -182,6 +182,33 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
     })
 }
 
+/// Sends `buf` to `to` with TOS / Traffic Class `tos` for this datagram only (an IP_TOS or
+/// IPV6_TCLASS control message): a reflector answering each sender with its own DSCP. A
+/// v4-mapped destination on a dual-stack socket goes out as IPv4, so it takes IP_TOS.
+pub fn send_with_tos(sock: &UdpSocket, buf: &[u8], to: SocketAddr, tos: u8) -> io::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage};
+    let iov = [std::io::IoSlice::new(buf)];
+    let v4 = match to {
+        SocketAddr::V4(_) => true,
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some(),
+    };
+    let dest = SockaddrStorage::from(to);
+    let tclass = i32::from(tos);
+    let cmsg = if v4 {
+        [ControlMessage::Ipv4Tos(&tos)]
+    } else {
+        [ControlMessage::Ipv6TClass(&tclass)]
+    };
+    sendmsg(
+        sock.as_raw_fd(),
+        &iov,
+        &cmsg,
+        MsgFlags::empty(),
+        Some(&dest),
+    )
+    .map_err(io::Error::from)
+}
+
 /// Asks the kernel to report each datagram's TOS / Traffic Class ([`Meta::tos`]): for the
 /// reflectors that say what DSCP and ECN arrived (RFC 7750, STAMP's Class of Service TLV).
 /// Off by default: it adds a control message to every read.
