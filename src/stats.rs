@@ -797,7 +797,15 @@ pub fn summarize_ttl(sent: &[Sent], replies: &[Reply], sent_ttl: u8) -> Summary 
         rtt_variation,
         forward_variation,
         backward_variation,
-        hops_forward: hops(sent_ttl, samples.iter().map(|s| s.reply.sender_ttl)),
+        // A Sender TTL of 0 cannot have arrived (a router drops such a packet): the reflector
+        // did not report one (twampy's 38-octet replies); those samples have no hop count.
+        hops_forward: hops(
+            sent_ttl,
+            samples
+                .iter()
+                .map(|s| s.reply.sender_ttl)
+                .filter(|t| *t != 0),
+        ),
         hops_backward: hops(u8::MAX, samples.iter().filter_map(|s| s.reply.ttl)),
     }
 }
@@ -1396,6 +1404,16 @@ mod tests {
         r[1].t2_err = ErrorEstimate(0x8201);
         r[2].t4_err = ErrorEstimate(0x8101);
         let sum = summarize(&s, &r);
+        let mut unreported = r.clone();
+        unreported[0].sender_ttl = 0;
+        let u = summarize(&s, &unreported);
+        assert_eq!(
+            u.hops_forward
+                .as_ref()
+                .map(|h| (h.min, h.max, h.counts.len())),
+            Some((7, 7, 1)),
+            "a Sender TTL of 0 is no hop count"
+        );
         let low = summarize_ttl(&s, &r, 252);
         assert_eq!(
             low.hops_forward.as_ref().map(|h| (h.min, h.max)),
