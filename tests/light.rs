@@ -47,6 +47,11 @@ fn json(target: &str, extra: &[&str]) -> Value {
 
 #[test]
 fn stamp_and_twamp_light_over_ipv4_and_ipv6() {
+    let (_stateless, sport) = light_server(&["-light-stateless"]);
+    for host in ["127.0.0.1", "[::1]"] {
+        let j = json(&format!("{host}:{sport}"), &[]);
+        assert_eq!(j["summary"]["received"], 20, "stateless, {host}: {j}");
+    }
     let (_server, port) = light_server(&[]);
     for host in ["127.0.0.1", "[::1]"] {
         for (format, mode, octets) in [("stamp", "stamp", 44), ("twamp", "twamp-light", 41)] {
@@ -79,9 +84,11 @@ fn authenticated_stamp_needs_the_key() {
     let k = keys.to_str().unwrap();
     let (_server, port) = light_server(&["-keyfile", k, "-light-key", "probe"]);
     let target = format!("127.0.0.1:{port}");
-    let good = json(&target, &["-keyfile", k, "-light-key", "probe"]);
-    assert_eq!(good["session"]["mode"], "stamp-authenticated");
-    assert_eq!(good["summary"]["received"], 20, "{good}");
+    for host in ["127.0.0.1", "[::1]"] {
+        let good = json(&format!("{host}:{port}"), &["-keyfile", k, "-light-key", "probe"]);
+        assert_eq!(good["session"]["mode"], "stamp-authenticated");
+        assert_eq!(good["summary"]["received"], 20, "{host}: {good}");
+    }
     // The wrong key: every packet fails the reflector's HMAC check and is dropped.
     let bad = json(&target, &["-keyfile", k, "-light-key", "other"]);
     assert_eq!(bad["summary"]["received"], 0, "{bad}");
