@@ -9,6 +9,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::cli::{Cli, FormatArg, ModeArg, ScheduleArg};
+use crate::control::access::{self, Access};
 use crate::control::{self, SecurityMode};
 use crate::error::{Error, Result};
 use crate::sender::Schedule;
@@ -67,6 +68,8 @@ pub const REFLECTOR_RCVBUF: usize = 1 << 20;
 pub struct Logging {
     pub level: log::LevelFilter,
     pub file: Option<PathBuf>,
+    /// Log to syslog even in the foreground (`-syslog`).
+    pub syslog: bool,
 }
 
 #[derive(Debug)]
@@ -232,6 +235,95 @@ pub struct ServerConfig {
     pub max_sessions_per_connection: usize,
     pub max_sessions_per_client: usize,
     pub engine_threads: usize,
+    /// Who may connect, and with which modes (`-allow`, `-deny`, `-open-from`).
+    pub access: Access,
+    /// The user and group to run as once the sockets are bound (`-run-as`).
+    pub run_as: Option<RunAs>,
+    /// The configuration file read (`-config`), and the command line it was read with, so
+    /// SIGHUP can read it again.
+    pub config_file: Option<PathBuf>,
+    source: Option<Box<Cli>>,
+}
+
+/// `-run-as USER[:GROUP]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    pub group: String,
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// Looks USER (and GROUP, else USER's primary group) up in the system's databases.
+    pub fn resolve(spec: &str) -> std::result::Result<RunAs, String> {
+        use nix::unistd::{Group, User};
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        if user.is_empty() || group.is_some_and(str::is_empty) {
+            return Err(format!("'{spec}' is not USER or USER:GROUP"));
+        }
+        let u = User::from_name(user)
+            .map_err(|e| format!("cannot look up user '{user}': {e}"))?
+            .ok_or_else(|| format!("no user '{user}'"))?;
+        let g = match group {
+            Some(name) => Group::from_name(name)
+                .map_err(|e| format!("cannot look up group '{name}': {e}"))?
+                .ok_or_else(|| format!("no group '{name}'"))?,
+            None => Group::from_gid(u.gid)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Group {
+                    name: u.gid.to_string(),
+                    passwd: Default::default(),
+                    gid: u.gid,
+                    mem: Vec::new(),
+                }),
+        };
+        Ok(RunAs {
+            user: u.name,
+            uid: u.uid.as_raw(),
+            group: g.name,
+            gid: g.gid.as_raw(),
+        })
+    }
+}
+
+/// What SIGHUP changes in a running server: the settings that are safe to change live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSettings {
+    pub access: Access,
+    pub level: log::LevelFilter,
+}
+
+impl ServerConfig {
+    /// Reads the configuration file again, with the same flags winning over it (SIGHUP), and
+    /// returns what may change while serving: the access lists and the log level. Sockets,
+    /// keys, limits and the user stay as they are until the next start (the key file may no
+    /// longer be readable once root is dropped). `None` without `-config`.
+    pub fn reload_live(&self) -> Option<Result<LiveSettings>> {
+        let (path, given) = (self.config_file.as_ref()?, self.source.as_deref()?);
+        Some(crate::config_file::apply(given, path).and_then(|cli| {
+            Ok(LiveSettings {
+                access: access_of(&cli)?,
+                level: logging(&cli, log::LevelFilter::Info).level,
+            })
+        }))
+    }
+}
+
+fn access_of(cli: &Cli) -> Result<Access> {
+    Ok(Access {
+        allow: networks(&cli.allow, "allow")?,
+        deny: networks(&cli.deny, "deny")?,
+        open_from: if cli.open_from.is_empty() {
+            None
+        } else {
+            Some(networks(&cli.open_from, "open-from")?)
+        },
+    })
 }
 
 impl Default for ServerConfig {
@@ -250,6 +342,7 @@ impl Default for ServerConfig {
             logging: Logging {
                 level: log::LevelFilter::Info,
                 file: None,
+                syslog: false,
             },
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
@@ -260,6 +353,10 @@ impl Default for ServerConfig {
             max_sessions_per_connection: DEFAULT_MAX_SESSIONS_PER_CONNECTION,
             max_sessions_per_client: DEFAULT_MAX_SESSIONS_PER_CLIENT,
             engine_threads: DEFAULT_ENGINE_THREADS,
+            access: Access::default(),
+            run_as: None,
+            config_file: None,
+            source: None,
         }
     }
 }
@@ -381,6 +478,7 @@ impl Default for ClientConfig {
             logging: Logging {
                 level: log::LevelFilter::Warn,
                 file: None,
+                syslog: false,
             },
         }
     }
@@ -510,7 +608,12 @@ fn logging(cli: &Cli, default: log::LevelFilter) -> Logging {
     Logging {
         level: levels[idx],
         file: cli.logfile.as_ref().map(PathBuf::from),
+        syslog: cli.syslog.unwrap_or(false),
     }
+}
+
+fn networks(words: &[String], name: &str) -> Result<Vec<ipnet::IpNet>> {
+    access::parse_networks(words).map_err(|e| Error::Config(format!("-{name}: {e}")))
 }
 
 fn nonzero(d: Duration, name: &str) -> Result<Duration> {
@@ -555,7 +658,21 @@ fn reject(mode: &str, flags: &[(&str, bool)]) -> Result<()> {
 }
 
 impl ServerConfig {
-    pub fn from_cli(cli: &Cli) -> Result<Self> {
+    pub fn from_cli(given: &Cli) -> Result<Self> {
+        let config_file = given.config.as_ref().map(PathBuf::from);
+        if config_file.as_ref().is_some_and(|p| p.is_relative()) && given.daemon == Some(true) {
+            return Err(Error::Config(
+                "-config must be an absolute path with -daemon (the daemon runs in /, and SIGHUP reads it again)".into(),
+            ));
+        }
+        let merged;
+        let cli = match &config_file {
+            Some(p) => {
+                merged = crate::config_file::apply(given, p)?;
+                &merged
+            }
+            None => given,
+        };
         if cli.server.is_some() {
             return Err(Error::Config(
                 "-server is a client flag; the server listens with -listen".into(),
@@ -591,8 +708,10 @@ impl ServerConfig {
                 ("-input", !cli.input.is_empty()),
             ],
         )?;
-        if cli.pidfile.is_some() && cli.daemon != Some(true) {
-            return Err(Error::Config("-pidfile goes with -daemon true".into()));
+        if cli.pidfile.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            return Err(Error::Config(
+                "-pidfile must be an absolute path (the daemon runs in /)".into(),
+            ));
         }
         let port = cli.port.unwrap_or(DEFAULT_CONTROL_PORT);
         let (listen, v6_only) = match (&cli.listen, cli.ipv4, cli.ipv6) {
@@ -694,6 +813,15 @@ impl ServerConfig {
                 }
                 None => DEFAULT_ENGINE_THREADS,
             },
+            access: access_of(cli)?,
+            run_as: cli
+                .run_as
+                .as_deref()
+                .map(RunAs::resolve)
+                .transpose()
+                .map_err(|e| Error::Config(format!("-run-as: {e}")))?,
+            config_file,
+            source: Some(Box::new(given.clone())),
         })
     }
 }
@@ -706,6 +834,12 @@ impl ClientConfig {
                 ("-listen", cli.listen.is_some()),
                 ("-daemon", cli.daemon.is_some()),
                 ("-pidfile", cli.pidfile.is_some()),
+                ("-config", cli.config.is_some()),
+                ("-allow", !cli.allow.is_empty()),
+                ("-deny", !cli.deny.is_empty()),
+                ("-open-from", !cli.open_from.is_empty()),
+                ("-run-as", cli.run_as.is_some()),
+                ("-syslog", cli.syslog.is_some()),
                 ("-refwait", cli.refwait.is_some()),
                 ("-servwait", cli.servwait.is_some()),
                 ("-modes", cli.modes.is_some()),
