@@ -19,7 +19,10 @@ pub fn run(mode: Mode) -> u8 {
             Ok(()) => exit::OK,
             Err(e) => {
                 log::error!("{e}");
-                eprintln!("twamp: {e}");
+                // Once on the terminal: the log line is there already when stderr is a sink.
+                if !logging::to_stderr() {
+                    eprintln!("twamp: {e}");
+                }
                 e.exit_code()
             }
         },

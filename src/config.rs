@@ -242,7 +242,7 @@ pub struct ServerConfig {
     /// The configuration file read (`-config`), and the command line it was read with, so
     /// SIGHUP can read it again.
     pub config_file: Option<PathBuf>,
-    source: Option<Box<Cli>>,
+    pub source: Option<Box<Cli>>,
 }
 
 /// `-run-as USER[:GROUP]`, resolved.

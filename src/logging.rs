@@ -135,7 +135,7 @@ fn stamp() -> String {
 fn line(r: &log::Record<'_>) -> String {
     let t = std::thread::current();
     format!(
-        "{:<5} [{}] {}",
+        "[{}] ({}) {}",
         r.level(),
         t.name().unwrap_or("main"),
         r.args()
@@ -234,6 +234,11 @@ pub fn init(cfg: &Logging, daemon: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether log lines go to stderr (so an error need not be printed there again).
+pub fn to_stderr() -> bool {
+    LOGGER.get().is_some_and(|l| l.stderr.is_some())
 }
 
 /// Opens `-logfile` again (SIGHUP, after logrotate moved it). Returns the path, or `None`
