@@ -91,10 +91,18 @@ impl Signals {
             stopping,
             hup: flag(SIGHUP).1,
             status: vec![flag(SIGUSR1), flag(SIGUSR2)],
-            ignored: [SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGXCPU, SIGXFSZ, libc::SIGPWR]
-                .into_iter()
-                .map(flag)
-                .collect(),
+            ignored: [
+                SIGALRM,
+                SIGVTALRM,
+                SIGPROF,
+                SIGIO,
+                SIGXCPU,
+                SIGXFSZ,
+                libc::SIGPWR,
+            ]
+            .into_iter()
+            .map(flag)
+            .collect(),
         }
     }
 

@@ -162,9 +162,8 @@ fn merge(cli: &mut Cli, f: File) {
 
 /// The command line with the file's settings filled in where no flag was given.
 pub fn apply(cli: &Cli, path: &Path) -> Result<Cli> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Config(format!("-config: cannot read {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("-config: cannot read {}: {e}", path.display())))?;
     let file =
         parse(&text).map_err(|e| Error::Config(format!("config file {}: {e}", path.display())))?;
     let mut out = cli.clone();

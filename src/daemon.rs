@@ -154,7 +154,10 @@ impl PidFile {
             }
         };
         if let Some(pid) = named_pid(&mut file).filter(|p| is_running_twamp(*p)) {
-            return Err(pid_error(path, format!("names running twamp process {pid}")));
+            return Err(pid_error(
+                path,
+                format!("names running twamp process {pid}"),
+            ));
         }
         let write = |f: &mut File| -> io::Result<()> {
             f.set_len(0)?;
@@ -205,14 +208,20 @@ pub fn drop_privileges(r: &RunAs) -> Result<()> {
         }
         return Err(drop_error(
             r,
-            format!("cannot switch users: running as uid {}, not root", geteuid()),
+            format!(
+                "cannot switch users: running as uid {}, not root",
+                geteuid()
+            ),
         ));
     }
     setgroups(&[]).map_err(|e| drop_error(r, format!("setgroups: {}", io::Error::from(e))))?;
     setgid(gid).map_err(|e| drop_error(r, format!("setgid {gid}: {}", io::Error::from(e))))?;
     setuid(uid).map_err(|e| drop_error(r, format!("setuid {uid}: {}", io::Error::from(e))))?;
     if getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid {
-        return Err(drop_error(r, "the ids did not change; refusing to go on".into()));
+        return Err(drop_error(
+            r,
+            "the ids did not change; refusing to go on".into(),
+        ));
     }
     if !uid.is_root() && setuid(Uid::from_raw(0)).is_ok() {
         return Err(drop_error(

@@ -280,15 +280,27 @@ mod tests {
         };
         // (daemon, -logfile, -syslog, stderr) → sinks
         let table = [
-            ((false, false, false, Stderr::Plain), s(Some(Stderr::Plain), false, false)),
-            ((false, true, false, Stderr::Plain), s(Some(Stderr::Plain), false, true)),
-            ((false, false, false, Stderr::Journal), s(Some(Stderr::Journal), false, false)),
+            (
+                (false, false, false, Stderr::Plain),
+                s(Some(Stderr::Plain), false, false),
+            ),
+            (
+                (false, true, false, Stderr::Plain),
+                s(Some(Stderr::Plain), false, true),
+            ),
+            (
+                (false, false, false, Stderr::Journal),
+                s(Some(Stderr::Journal), false, false),
+            ),
             ((false, false, false, Stderr::Nowhere), s(None, true, false)),
             ((false, true, false, Stderr::Nowhere), s(None, false, true)),
             ((true, false, false, Stderr::Plain), s(None, true, false)),
             ((true, true, false, Stderr::Plain), s(None, false, true)),
             ((true, true, true, Stderr::Plain), s(None, true, true)),
-            ((false, false, true, Stderr::Plain), s(Some(Stderr::Plain), true, false)),
+            (
+                (false, false, true, Stderr::Plain),
+                s(Some(Stderr::Plain), true, false),
+            ),
         ];
         for ((daemon, file, syslog, stderr), want) in table {
             assert_eq!(

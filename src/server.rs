@@ -457,7 +457,9 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
                     Ok(()) if sh.shutdown.load(Ordering::Relaxed) => {
                         log::info!("{peer}: control connection closed: server stopping ({about})")
                     }
-                    Ok(()) => log::info!("{peer}: control connection closed by the client ({about})"),
+                    Ok(()) => {
+                        log::info!("{peer}: control connection closed by the client ({about})")
+                    }
                     Err(e) => log::warn!("{peer}: control connection closed: {e} ({about})"),
                 }
                 if let Some(engine) = sh.engine.get() {

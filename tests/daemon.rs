@@ -83,7 +83,10 @@ fn daemon_detaches_writes_pidfile_and_logs() {
     assert!(!alive(pid), "SIGTERM stops the daemon");
     let log = std::fs::read_to_string(&logfile).unwrap();
     assert!(log.contains("listening on 127.0.0.1"), "{log}");
-    assert!(log.contains("control connection closed by the client"), "{log}");
+    assert!(
+        log.contains("control connection closed by the client"),
+        "{log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -69,7 +69,9 @@ fn sighup_reopens_a_moved_log_file_and_the_server_keeps_serving() {
     let moved = Scratch::new("hup.log.1");
     let srv = Server::start(&["-logfile", log.0.to_str().unwrap()]);
     assert!(measure(&srv, None, &[]).success(), "{}", srv.log());
-    assert!(log.text().contains("control connection closed by the client"));
+    assert!(log
+        .text()
+        .contains("control connection closed by the client"));
 
     // What logrotate does: move the file, then SIGHUP (postrotate).
     std::fs::rename(&log.0, &moved.0).unwrap();
@@ -89,10 +91,17 @@ fn sighup_reopens_a_moved_log_file_and_the_server_keeps_serving() {
         log.text()
     );
     let old = moved.text();
-    assert!(old.contains("listening on") && !old.contains("reopened"), "{old}");
+    assert!(
+        old.contains("listening on") && !old.contains("reopened"),
+        "{old}"
+    );
     // One line per connection and one per session at info, never one per packet.
     let lines = log.text().lines().count();
-    assert!(lines <= 4, "50 packets logged {lines} lines:\n{}", log.text());
+    assert!(
+        lines <= 4,
+        "50 packets logged {lines} lines:\n{}",
+        log.text()
+    );
     assert!(
         log.text().contains("50 reflected, 0 dropped"),
         "{}",
@@ -152,11 +161,22 @@ fn sigterm_and_sigint_exit_0_log_stopped_and_remove_the_pid_file() {
 #[test]
 fn relative_symlinked_and_held_pid_files_are_refused() {
     let run = run_bounded(
-        &["-mode", "server", "-listen", "127.0.0.1:0", "-pidfile", "twamp.pid"],
+        &[
+            "-mode",
+            "server",
+            "-listen",
+            "127.0.0.1:0",
+            "-pidfile",
+            "twamp.pid",
+        ],
         RUN_LIMIT,
     );
     assert_eq!(run.code, Some(USAGE), "{}", run.describe());
-    assert!(run.stderr.contains("-pidfile must be an absolute path"), "{}", run.describe());
+    assert!(
+        run.stderr.contains("-pidfile must be an absolute path"),
+        "{}",
+        run.describe()
+    );
 
     // A symbolic link is never followed: not to a file that exists, not to one that does not.
     let target = Scratch::new("victim");
@@ -187,7 +207,11 @@ fn relative_symlinked_and_held_pid_files_are_refused() {
         }
         assert!(!missing.0.exists(), "nothing created through the link");
     }
-    assert_eq!(target.text(), "precious\n", "the link's target is untouched");
+    assert_eq!(
+        target.text(),
+        "precious\n",
+        "the link's target is untouched"
+    );
 
     // Another live server's pid file.
     let pidfile = Scratch::new("held.pid");
@@ -339,15 +363,33 @@ fn id_of(what: &str, name: &str) -> u32 {
 #[test]
 fn run_as_drops_to_the_named_user_with_no_supplementary_groups() {
     let run = run_bounded(
-        &["-mode", "server", "-listen", "127.0.0.1:0", "-run-as", "no-such-user-7f3a"],
+        &[
+            "-mode",
+            "server",
+            "-listen",
+            "127.0.0.1:0",
+            "-run-as",
+            "no-such-user-7f3a",
+        ],
         RUN_LIMIT,
     );
     assert_eq!(run.code, Some(USAGE), "{}", run.describe());
-    assert!(run.stderr.contains("no user 'no-such-user-7f3a'"), "{}", run.describe());
+    assert!(
+        run.stderr.contains("no user 'no-such-user-7f3a'"),
+        "{}",
+        run.describe()
+    );
     if !is_root() {
         // Asked to switch users without root: refused, never served as the wrong user.
         let run = run_bounded(
-            &["-mode", "server", "-listen", "127.0.0.1:0", "-run-as", "nobody"],
+            &[
+                "-mode",
+                "server",
+                "-listen",
+                "127.0.0.1:0",
+                "-run-as",
+                "nobody",
+            ],
             RUN_LIMIT,
         );
         assert_eq!(run.code, Some(LOCAL), "{}", run.describe());
@@ -373,7 +415,11 @@ fn run_as_drops_to_the_named_user_with_no_supplementary_groups() {
             "{spec}: Gid"
         );
         assert_eq!(groups, "", "{spec}: no supplementary groups");
-        assert!(srv.log().contains("running as user nobody"), "{}", srv.log());
+        assert!(
+            srv.log().contains("running as user nobody"),
+            "{}",
+            srv.log()
+        );
         // It still serves: test sockets are bound after the drop.
         let run = measure(&srv, None, &[]);
         assert!(run.success(), "{}\n{}", run.describe(), srv.log());
@@ -407,14 +453,22 @@ fn config_values_take_effect_and_flags_override_them() {
     assert!(measure(&srv, None, &[]).success());
 
     // SIGHUP re-reads the access lists.
-    std::fs::write(&conf.0, "refwait = \"7s\"\ndeny = []\nallow = \"127.0.0.2\"\n").unwrap();
+    std::fs::write(
+        &conf.0,
+        "refwait = \"7s\"\ndeny = []\nallow = \"127.0.0.2\"\n",
+    )
+    .unwrap();
     srv.proc.signal(Signal::SIGHUP);
     assert!(
         wait_until(Duration::from_secs(3), || srv.log().contains("re-read")),
         "{}",
         srv.log()
     );
-    assert_eq!(greeting_modes(&srv, OTHER).0, Some(1), "127.0.0.2 allowed now");
+    assert_eq!(
+        greeting_modes(&srv, OTHER).0,
+        Some(1),
+        "127.0.0.2 allowed now"
+    );
     assert_eq!(
         greeting_modes(&srv, IpAddr::V4(Ipv4Addr::LOCALHOST)).0,
         Some(0),
@@ -443,11 +497,16 @@ fn a_bad_key_in_the_config_file_is_reported_with_its_line() {
     assert!(start.elapsed() < Duration::from_secs(5));
     assert_eq!(run.code, Some(USAGE), "{}", run.describe());
     assert!(
-        run.stderr.contains(c) && run.stderr.contains("line 4") && run.stderr.contains("max_sesions"),
+        run.stderr.contains(c)
+            && run.stderr.contains("line 4")
+            && run.stderr.contains("max_sesions"),
         "{}",
         run.describe()
     );
-    let run = run_bounded(&["-mode", "server", "-config", "/nonexistent/twamp.toml"], RUN_LIMIT);
+    let run = run_bounded(
+        &["-mode", "server", "-config", "/nonexistent/twamp.toml"],
+        RUN_LIMIT,
+    );
     assert_eq!(run.code, Some(USAGE), "{}", run.describe());
     assert!(
         run.stderr.contains("/nonexistent/twamp.toml") && run.stderr.contains("No such file"),
@@ -458,5 +517,10 @@ fn a_bad_key_in_the_config_file_is_reported_with_its_line() {
         &["-mode", "client", "-server", "127.0.0.1", "-config", c],
         RUN_LIMIT,
     );
-    assert_eq!(run.code, Some(USAGE), "-config is a server flag: {}", run.describe());
+    assert_eq!(
+        run.code,
+        Some(USAGE),
+        "-config is a server flag: {}",
+        run.describe()
+    );
 }

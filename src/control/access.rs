@@ -51,11 +51,18 @@ impl std::fmt::Display for Refusal {
 pub fn parse_networks<S: AsRef<str>>(words: &[S]) -> Result<Vec<IpNet>, String> {
     let mut out = Vec::new();
     for w in words {
-        for item in w.as_ref().split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        for item in w
+            .as_ref()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             let net = item
                 .parse::<IpNet>()
                 .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("'{item}' is not a network (CIDR such as 192.0.2.0/24) or an address"))?;
+                .map_err(|_| {
+                    format!("'{item}' is not a network (CIDR such as 192.0.2.0/24) or an address")
+                })?;
             out.push(net.trunc());
         }
     }
@@ -82,9 +89,7 @@ impl Access {
             return Err(Refusal::NotAllowed);
         }
         let modes = match &self.open_from {
-            Some(nets) if !any_contains(nets, peer) => {
-                Modes(offered.0 & !Modes::UNAUTHENTICATED.0)
-            }
+            Some(nets) if !any_contains(nets, peer) => Modes(offered.0 & !Modes::UNAUTHENTICATED.0),
             _ => offered,
         };
         if modes.intersection(Modes::SECURITY).0 == 0 {
@@ -134,8 +139,16 @@ mod tests {
             ("127.0.0.2", all, Err(Refusal::Denied)),
             ("192.0.2.1", all, Err(Refusal::NotAllowed)),
             ("127.0.0.3", all, Ok(Modes(2 | 4 | 8))),
-            ("127.0.0.3", Modes::UNAUTHENTICATED, Err(Refusal::NoModeForNetwork)),
-            ("127.0.0.1", Modes::UNAUTHENTICATED, Ok(Modes::UNAUTHENTICATED)),
+            (
+                "127.0.0.3",
+                Modes::UNAUTHENTICATED,
+                Err(Refusal::NoModeForNetwork),
+            ),
+            (
+                "127.0.0.1",
+                Modes::UNAUTHENTICATED,
+                Ok(Modes::UNAUTHENTICATED),
+            ),
         ];
         for (peer, offered, want) in table {
             assert_eq!(a.modes_for(ip(peer), offered), want, "{peer} {offered}");

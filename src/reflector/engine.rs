@@ -406,7 +406,9 @@ impl Thread {
             End::Closed if e.stop_at.is_some() => {
                 "Stop-Sessions (control connection closed during the Timeout)".to_string()
             }
-            End::Closed => "connection lost (control connection closed without Stop-Sessions)".to_string(),
+            End::Closed => {
+                "connection lost (control connection closed without Stop-Sessions)".to_string()
+            }
             End::Shutdown => "server stopping".to_string(),
         };
         log::info!(

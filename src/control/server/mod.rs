@@ -297,9 +297,7 @@ impl<'k> Server<'k> {
 
     /// The mode chosen in Set-Up-Response and the identity given (None before it came).
     pub fn chosen(&self) -> Option<(SecurityMode, Option<&str>)> {
-        self.chosen
-            .as_ref()
-            .map(|(m, id)| (*m, id.as_deref()))
+        self.chosen.as_ref().map(|(m, id)| (*m, id.as_deref()))
     }
 
     /// Whether the handshake is over (Server-Start sent with Accept 0).
