@@ -181,7 +181,7 @@ fn status_line(shared: &server::Shared) -> String {
 
 /// Logging, the pid file and the privilege drop: what can still fail once detached.
 fn start_server(cfg: &ServerConfig) -> crate::Result<Option<daemon::PidFile>> {
-    logging::init(&cfg.logging, cfg.daemon)?;
+    logging::init(&cfg.logging, cfg.daemon, cfg.syslog)?;
     let pidfile = cfg
         .pidfile
         .as_deref()
@@ -256,7 +256,7 @@ fn run_server(cfg: ServerConfig) -> crate::Result<()> {
 }
 
 fn run_client(cfg: &ClientConfig) -> u8 {
-    if let Err(e) = logging::init(&cfg.logging, false) {
+    if let Err(e) = logging::init(&cfg.logging, false, false) {
         eprintln!("twamp: {e}");
         return e.exit_code();
     }

@@ -68,8 +68,6 @@ pub const REFLECTOR_RCVBUF: usize = 1 << 20;
 pub struct Logging {
     pub level: log::LevelFilter,
     pub file: Option<PathBuf>,
-    /// Log to syslog even in the foreground (`-syslog`).
-    pub syslog: bool,
 }
 
 #[derive(Debug)]
@@ -243,6 +241,8 @@ pub struct ServerConfig {
     /// SIGHUP can read it again.
     pub config_file: Option<PathBuf>,
     pub source: Option<Box<Cli>>,
+    /// Log to syslog even in the foreground (`-syslog`).
+    pub syslog: bool,
 }
 
 /// `-run-as USER[:GROUP]`, resolved.
@@ -342,7 +342,6 @@ impl Default for ServerConfig {
             logging: Logging {
                 level: log::LevelFilter::Info,
                 file: None,
-                syslog: false,
             },
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
@@ -357,6 +356,7 @@ impl Default for ServerConfig {
             run_as: None,
             config_file: None,
             source: None,
+            syslog: false,
         }
     }
 }
@@ -478,7 +478,6 @@ impl Default for ClientConfig {
             logging: Logging {
                 level: log::LevelFilter::Warn,
                 file: None,
-                syslog: false,
             },
         }
     }
@@ -608,7 +607,6 @@ fn logging(cli: &Cli, default: log::LevelFilter) -> Logging {
     Logging {
         level: levels[idx],
         file: cli.logfile.as_ref().map(PathBuf::from),
-        syslog: cli.syslog.unwrap_or(false),
     }
 }
 
@@ -822,6 +820,7 @@ impl ServerConfig {
                 .map_err(|e| Error::Config(format!("-run-as: {e}")))?,
             config_file,
             source: Some(Box::new(given.clone())),
+            syslog: cli.syslog.unwrap_or(false),
         })
     }
 }

@@ -195,10 +195,11 @@ impl log::Log for Logger {
     }
 }
 
-/// Starts logging to the sinks [`choose`] picks. `daemon`: stderr is `/dev/null`. A second
-/// init (tests run many servers in one process) keeps the first logger.
-pub fn init(cfg: &Logging, daemon: bool) -> Result<()> {
-    let sinks = choose(daemon, cfg.file.is_some(), cfg.syslog, stderr_kind());
+/// Starts logging to the sinks [`choose`] picks. `daemon`: stderr is `/dev/null`;
+/// `syslog`: to syslog as well (`-syslog`). A second init (tests run many servers in one
+/// process) keeps the first logger.
+pub fn init(cfg: &Logging, daemon: bool, syslog: bool) -> Result<()> {
+    let sinks = choose(daemon, cfg.file.is_some(), syslog, stderr_kind());
     let syslog = if sinks.syslog {
         let f = syslog::Formatter3164 {
             facility: syslog::Facility::LOG_DAEMON,
