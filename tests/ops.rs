@@ -524,3 +524,72 @@ fn a_bad_key_in_the_config_file_is_reported_with_its_line() {
         run.describe()
     );
 }
+
+/// Removes the stand-in syslog socket whatever happens to the test.
+struct Unlink(&'static str);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+#[test]
+fn a_daemon_without_logfile_logs_to_syslog_or_refuses_to_start() {
+    const DEV_LOG: &str = "/dev/log";
+    if !is_root() || std::path::Path::new(DEV_LOG).exists() {
+        eprintln!("skipping: needs root and no syslog daemon of the machine's on {DEV_LOG}");
+        return;
+    }
+    let port = common::bin::closed_port().to_string();
+    let pidfile = Scratch::new("syslog.pid");
+    let args = [
+        "-mode",
+        "server",
+        "-listen",
+        "127.0.0.1",
+        "-port",
+        &port,
+        "-daemon",
+        "-pidfile",
+        pidfile.0.to_str().unwrap(),
+    ];
+    // No syslog to log to: the daemon does not start (and does not log to nowhere).
+    let run = run_bounded(&args, RUN_LIMIT);
+    assert_eq!(run.code, Some(LOCAL), "{}", run.describe());
+    assert!(
+        run.stderr.contains("/dev/log") && run.stderr.contains("-logfile"),
+        "{}",
+        run.describe()
+    );
+    assert!(!pidfile.0.exists());
+
+    // A stand-in syslog daemon: the lines arrive as RFC 3164 records, facility daemon.
+    let sock = std::os::unix::net::UnixDatagram::bind(DEV_LOG).unwrap();
+    let _unlink = Unlink(DEV_LOG);
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let run = run_bounded(&args, RUN_LIMIT);
+    assert!(run.success(), "{}", run.describe());
+    let pid = pid_of(&pidfile.0).expect("the daemon's pid");
+    let mut b = [0u8; 2048];
+    let n = sock.recv(&mut b).expect("a syslog record");
+    let record = String::from_utf8_lossy(&b[..n]).into_owned();
+    // <30>: facility daemon (3) * 8 + info (6).
+    assert!(
+        record.starts_with("<30>")
+            && record.contains(&format!("twamp[{pid}]"))
+            && record.contains("listening on"),
+        "{record}"
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
+    let mut stopped = false;
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end && !stopped {
+        if let Ok(n) = sock.recv(&mut b) {
+            stopped = String::from_utf8_lossy(&b[..n]).contains("stopped (SIGTERM)");
+        }
+    }
+    assert!(stopped, "a stopped line in syslog");
+    assert!(wait_until(Duration::from_secs(3), || !alive(pid)));
+    assert!(!pidfile.0.exists(), "the daemon removed its pid file");
+}
