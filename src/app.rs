@@ -1,7 +1,7 @@
 //! The two programs behind `-mode`: what `main` runs once the configuration is valid.
 
 use std::io::IsTerminal;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +15,14 @@ use crate::{client, daemon, logging, server};
 /// Runs the configured mode; returns the process exit code.
 pub fn run(mode: Mode) -> u8 {
     match mode {
-        Mode::Server(cfg) => match run_server(cfg) {
+        Mode::Server(cfg) => match run_server(*cfg) {
             Ok(()) => exit::OK,
             Err(e) => {
                 log::error!("{e}");
-                eprintln!("twamp: {e}");
+                // Once on the terminal: the log line is there already when stderr is a sink.
+                if !logging::to_stderr() {
+                    eprintln!("twamp: {e}");
+                }
                 e.exit_code()
             }
         },
@@ -45,27 +48,215 @@ fn shutdown_flag() -> Arc<AtomicBool> {
     flag
 }
 
+/// The signals a server handles, each a flag its signal sets (async-signal-safe); the
+/// watcher thread acts on them. SIGPIPE stays ignored, as Rust's runtime sets it.
+struct Signals {
+    /// Set by SIGTERM, SIGINT and SIGQUIT: the server's shutdown flag.
+    stop: Arc<AtomicBool>,
+    /// Which of them came, for the "stopped" line.
+    stopping: Vec<(i32, Arc<AtomicBool>)>,
+    hup: Arc<AtomicBool>,
+    /// SIGUSR1 and SIGUSR2: log a status line.
+    status: Vec<(i32, Arc<AtomicBool>)>,
+    /// Signals whose default action would end the process silently: logged and ignored.
+    ignored: Vec<(i32, Arc<AtomicBool>)>,
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    nix::sys::signal::Signal::try_from(sig).map_or("signal", |s| s.as_str())
+}
+
+impl Signals {
+    fn register() -> Signals {
+        use signal_hook::consts::*;
+        let flag = |sig: i32| {
+            let f = Arc::new(AtomicBool::new(false));
+            if let Err(e) = signal_hook::flag::register(sig, f.clone()) {
+                log::warn!("cannot handle {}: {e}", signal_name(sig));
+            }
+            (sig, f)
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping: Vec<_> = [SIGTERM, SIGINT, SIGQUIT]
+            .into_iter()
+            .map(|sig| {
+                if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+                    log::warn!("cannot handle {}: {e}", signal_name(sig));
+                }
+                flag(sig)
+            })
+            .collect();
+        Signals {
+            stop,
+            stopping,
+            hup: flag(SIGHUP).1,
+            status: vec![flag(SIGUSR1), flag(SIGUSR2)],
+            ignored: [
+                SIGALRM,
+                SIGVTALRM,
+                SIGPROF,
+                SIGIO,
+                SIGXCPU,
+                SIGXFSZ,
+                libc::SIGPWR,
+            ]
+            .into_iter()
+            .map(flag)
+            .collect(),
+        }
+    }
+
+    /// The first stopping signal that came, by name.
+    fn stopped_by(&self) -> Option<&'static str> {
+        self.stopping
+            .iter()
+            .find(|(_, f)| f.load(Ordering::Relaxed))
+            .map(|(sig, _)| signal_name(*sig))
+    }
+}
+
+/// How often the watcher looks at the signal flags.
+const SIGNAL_POLL: Duration = Duration::from_millis(100);
+
+/// Acts on SIGHUP (reopen the log file, re-read the access lists and log level), SIGUSR1/2
+/// (a status line) and the ignored signals, until the server stops.
+fn watch_signals(signals: &Signals, shared: &server::Shared) {
+    while !shared.shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(SIGNAL_POLL);
+        if signals.hup.swap(false, Ordering::Relaxed) {
+            on_hup(shared);
+        }
+        for (sig, f) in &signals.status {
+            if f.swap(false, Ordering::Relaxed) {
+                log::info!("{}: {}", signal_name(*sig), status_line(shared));
+            }
+        }
+        for (sig, f) in &signals.ignored {
+            if f.swap(false, Ordering::Relaxed) {
+                log::warn!("{} received: ignored", signal_name(*sig));
+            }
+        }
+    }
+}
+
+fn on_hup(shared: &server::Shared) {
+    match logging::reopen() {
+        Ok(Some(path)) => log::info!("SIGHUP: log file {} reopened", path.display()),
+        Ok(None) => log::info!("SIGHUP: no log file to reopen"),
+        Err(e) => log::error!("SIGHUP: {e}; still logging to the old file"),
+    }
+    match shared.config.reload_live() {
+        None => {}
+        Some(Ok(live)) => {
+            logging::set_level(live.level);
+            shared.set_access(live.access);
+            log::info!(
+                "SIGHUP: config file {} re-read: access lists and log level applied \
+                 (other settings take effect at the next start)",
+                shared
+                    .config
+                    .config_file
+                    .as_deref()
+                    .map_or_else(String::new, |p| p.display().to_string())
+            );
+        }
+        Some(Err(e)) => log::error!("SIGHUP: {e}; the running configuration is kept"),
+    }
+}
+
+fn status_line(shared: &server::Shared) -> String {
+    let t = &shared.totals;
+    format!(
+        "{} control connection(s) open, {} session(s) running; since the start {} \
+         connection(s), {} refused, {} session(s), {} packets reflected, {} dropped",
+        shared.connections.load(Ordering::Relaxed),
+        shared.sessions.load(Ordering::Relaxed),
+        shared.served.load(Ordering::Relaxed),
+        shared.refused.load(Ordering::Relaxed),
+        shared.sessions_started.load(Ordering::Relaxed),
+        t.reflected.load(Ordering::Relaxed),
+        t.dropped(),
+    )
+}
+
+/// Logging, the pid file and the privilege drop: what can still fail once detached.
+fn start_server(cfg: &ServerConfig) -> crate::Result<Option<daemon::PidFile>> {
+    logging::init(&cfg.logging, cfg.daemon, cfg.syslog)?;
+    let pidfile = cfg
+        .pidfile
+        .as_deref()
+        .map(daemon::PidFile::create)
+        .transpose()?;
+    if let Some(r) = &cfg.run_as {
+        if let Err(e) = daemon::drop_privileges(r) {
+            if let Some(p) = pidfile {
+                p.remove();
+            }
+            return Err(e);
+        }
+    }
+    Ok(pidfile)
+}
+
 fn run_server(cfg: ServerConfig) -> crate::Result<()> {
-    // Bind first: "address in use" must reach the terminal, before any fork.
+    // Bind first: "address in use" must reach the terminal, before any fork, and port 862
+    // needs root or CAP_NET_BIND_SERVICE, which -run-as gives up.
     let listener = server::bind_all(&cfg)?;
+    // In the daemon: logging and threads only now (fork keeps only the calling thread).
     let ready = if cfg.daemon {
-        let ready = daemon::detach(cfg.pidfile.as_deref())?;
-        // In the daemon: logging and threads only now (fork keeps only the calling thread).
-        logging::init(&cfg.logging, false)?;
-        Some(ready)
+        Some(daemon::detach()?)
     } else {
-        logging::init(&cfg.logging, true)?;
         None
     };
-    let stop = shutdown_flag();
+    let signals = Signals::register();
+    let pidfile = match start_server(&cfg) {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(r) = ready {
+                r.fail(&e.to_string());
+            }
+            return Err(e);
+        }
+    };
+    let began = std::time::Instant::now();
+    let shared = server::prepare(cfg, signals.stop.clone());
+    let watcher = {
+        let sh = shared.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                watch_signals(&signals, &sh);
+                signals
+            })
+            .map_err(|e| crate::Error::io(crate::error::Op::Spawn, None, e))?
+    };
     if let Some(r) = ready {
         r.signal();
     }
-    server::run(cfg, listener, stop)
+    let served = server::serve_all(listener, shared.clone());
+    // The engine ends its sessions within a sweep of the shutdown flag.
+    let end = std::time::Instant::now() + Duration::from_secs(1);
+    while shared.sessions.load(Ordering::Relaxed) > 0 && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let signals = watcher.join().ok();
+    let by = signals
+        .as_ref()
+        .and_then(Signals::stopped_by)
+        .unwrap_or("shutdown");
+    log::info!(
+        "stopped ({by}) after {:.1?}: {}",
+        began.elapsed(),
+        status_line(&shared)
+    );
+    if let Some(p) = pidfile {
+        p.remove();
+    }
+    served
 }
 
 fn run_client(cfg: &ClientConfig) -> u8 {
-    if let Err(e) = logging::init(&cfg.logging, true) {
+    if let Err(e) = logging::init(&cfg.logging, false, false) {
         eprintln!("twamp: {e}");
         return e.exit_code();
     }

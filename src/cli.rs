@@ -122,7 +122,7 @@ fn duration(s: &str) -> Result<String, String> {
 
 /// TWAMP (RFC 5357) server and client: round-trip and one-way delay, loss, jitter,
 /// reordering and duplicates between two hosts.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "twamp",
     version,
@@ -335,6 +335,35 @@ pub struct Cli {
     /// Server: reflector engine threads, each serving many sessions (default 1).
     #[arg(long, value_name = "N", help_heading = "Server")]
     pub engine_threads: Option<usize>,
+
+    /// Server: read settings from this TOML file (every server flag, by its name with `_` for
+    /// `-`); flags given too win over it.
+    #[arg(long, value_name = "PATH", help_heading = "Server")]
+    pub config: Option<String>,
+
+    /// Server: only these networks may connect (comma list of CIDRs or addresses; repeat
+    /// for more). Default: every network.
+    #[arg(long, value_name = "CIDRS", action = ArgAction::Append, help_heading = "Server")]
+    pub allow: Vec<String>,
+
+    /// Server: these networks may never connect (wins over -allow); they get a
+    /// Server-Greeting with Modes 0.
+    #[arg(long, value_name = "CIDRS", action = ArgAction::Append, help_heading = "Server")]
+    pub deny: Vec<String>,
+
+    /// Server: open (unauthenticated) mode only for peers in these networks; the rest are
+    /// offered only authenticated, encrypted and mixed mode. Default: open mode for all.
+    #[arg(long, value_name = "CIDRS", action = ArgAction::Append, help_heading = "Server")]
+    pub open_from: Vec<String>,
+
+    /// Server: after binding, run as USER (and GROUP, else USER's group), supplementary
+    /// groups cleared. Needs root; the server refuses to go on as root if it cannot drop.
+    #[arg(long, value_name = "USER[:GROUP]", help_heading = "Server")]
+    pub run_as: Option<String>,
+
+    /// Server: log to syslog (facility daemon) as well, even in the foreground.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "Server")]
+    pub syslog: Option<bool>,
 
     // ---- both ----
     /// TCP port of TWAMP-Control (default 862).

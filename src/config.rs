@@ -9,6 +9,7 @@ use std::time::Duration;
 use zeroize::Zeroizing;
 
 use crate::cli::{Cli, FormatArg, LightFormatArg, ModeArg, ScheduleArg};
+use crate::control::access::{self, Access};
 use crate::control::{self, SecurityMode};
 use crate::error::{Error, Result};
 use crate::sender::Schedule;
@@ -71,8 +72,8 @@ pub struct Logging {
 
 #[derive(Debug)]
 pub enum Mode {
-    Server(ServerConfig),
-    Client(ClientConfig),
+    Server(Box<ServerConfig>),
+    Client(Box<ClientConfig>),
     Plot(PlotConfig),
 }
 
@@ -236,6 +237,97 @@ pub struct ServerConfig {
     pub light: Option<LightService>,
     /// Serve only the light reflector, no TWAMP-Control listener (`-light-only`).
     pub light_only: bool,
+    /// Who may connect, and with which modes (`-allow`, `-deny`, `-open-from`).
+    pub access: Access,
+    /// The user and group to run as once the sockets are bound (`-run-as`).
+    pub run_as: Option<RunAs>,
+    /// The configuration file read (`-config`), and the command line it was read with, so
+    /// SIGHUP can read it again.
+    pub config_file: Option<PathBuf>,
+    pub source: Option<Box<Cli>>,
+    /// Log to syslog even in the foreground (`-syslog`).
+    pub syslog: bool,
+}
+
+/// `-run-as USER[:GROUP]`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    pub group: String,
+    pub gid: u32,
+}
+
+impl RunAs {
+    /// Looks USER (and GROUP, else USER's primary group) up in the system's databases.
+    pub fn resolve(spec: &str) -> std::result::Result<RunAs, String> {
+        use nix::unistd::{Group, User};
+        let (user, group) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec, None),
+        };
+        if user.is_empty() || group.is_some_and(str::is_empty) {
+            return Err(format!("'{spec}' is not USER or USER:GROUP"));
+        }
+        let u = User::from_name(user)
+            .map_err(|e| format!("cannot look up user '{user}': {e}"))?
+            .ok_or_else(|| format!("no user '{user}'"))?;
+        let g = match group {
+            Some(name) => Group::from_name(name)
+                .map_err(|e| format!("cannot look up group '{name}': {e}"))?
+                .ok_or_else(|| format!("no group '{name}'"))?,
+            None => Group::from_gid(u.gid)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Group {
+                    name: u.gid.to_string(),
+                    passwd: Default::default(),
+                    gid: u.gid,
+                    mem: Vec::new(),
+                }),
+        };
+        Ok(RunAs {
+            user: u.name,
+            uid: u.uid.as_raw(),
+            group: g.name,
+            gid: g.gid.as_raw(),
+        })
+    }
+}
+
+/// What SIGHUP changes in a running server: the settings that are safe to change live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSettings {
+    pub access: Access,
+    pub level: log::LevelFilter,
+}
+
+impl ServerConfig {
+    /// Reads the configuration file again, with the same flags winning over it (SIGHUP), and
+    /// returns what may change while serving: the access lists and the log level. Sockets,
+    /// keys, limits and the user stay as they are until the next start (the key file may no
+    /// longer be readable once root is dropped). `None` without `-config`.
+    pub fn reload_live(&self) -> Option<Result<LiveSettings>> {
+        let (path, given) = (self.config_file.as_ref()?, self.source.as_deref()?);
+        Some(crate::config_file::apply(given, path).and_then(|cli| {
+            Ok(LiveSettings {
+                access: access_of(&cli)?,
+                level: logging(&cli, log::LevelFilter::Info).level,
+            })
+        }))
+    }
+}
+
+fn access_of(cli: &Cli) -> Result<Access> {
+    Ok(Access {
+        allow: networks(&cli.allow, "allow")?,
+        deny: networks(&cli.deny, "deny")?,
+        open_from: if cli.open_from.is_empty() {
+            None
+        } else {
+            Some(networks(&cli.open_from, "open-from")?)
+        },
+    })
 }
 
 /// The server's TWAMP-Light / STAMP reflector (RFC 5357 Appendix I, RFC 8762).
@@ -319,6 +411,11 @@ impl Default for ServerConfig {
             engine_threads: DEFAULT_ENGINE_THREADS,
             light: None,
             light_only: false,
+            access: Access::default(),
+            run_as: None,
+            config_file: None,
+            source: None,
+            syslog: false,
         }
     }
 }
@@ -575,6 +672,10 @@ fn logging(cli: &Cli, default: log::LevelFilter) -> Logging {
     }
 }
 
+fn networks(words: &[String], name: &str) -> Result<Vec<ipnet::IpNet>> {
+    access::parse_networks(words).map_err(|e| Error::Config(format!("-{name}: {e}")))
+}
+
 fn nonzero(d: Duration, name: &str) -> Result<Duration> {
     if d.is_zero() {
         return Err(Error::Config(format!("-{name}: must be more than 0")));
@@ -593,8 +694,8 @@ fn at_least_one(v: Option<usize>, default: usize, name: &str) -> Result<usize> {
 impl Mode {
     pub fn from_cli(cli: &Cli) -> Result<Mode> {
         match cli.mode {
-            ModeArg::Server => ServerConfig::from_cli(cli).map(Mode::Server),
-            ModeArg::Client => ClientConfig::from_cli(cli).map(Mode::Client),
+            ModeArg::Server => ServerConfig::from_cli(cli).map(|c| Mode::Server(Box::new(c))),
+            ModeArg::Client => ClientConfig::from_cli(cli).map(|c| Mode::Client(Box::new(c))),
             ModeArg::Plot => PlotConfig::from_cli(cli).map(Mode::Plot),
         }
     }
@@ -617,7 +718,21 @@ fn reject(mode: &str, flags: &[(&str, bool)]) -> Result<()> {
 }
 
 impl ServerConfig {
-    pub fn from_cli(cli: &Cli) -> Result<Self> {
+    pub fn from_cli(given: &Cli) -> Result<Self> {
+        let config_file = given.config.as_ref().map(PathBuf::from);
+        if config_file.as_ref().is_some_and(|p| p.is_relative()) && given.daemon == Some(true) {
+            return Err(Error::Config(
+                "-config must be an absolute path with -daemon (the daemon runs in /, and SIGHUP reads it again)".into(),
+            ));
+        }
+        let merged;
+        let cli = match &config_file {
+            Some(p) => {
+                merged = crate::config_file::apply(given, p)?;
+                &merged
+            }
+            None => given,
+        };
         if cli.server.is_some() {
             return Err(Error::Config(
                 "-server is a client flag; the server listens with -listen".into(),
@@ -656,8 +771,10 @@ impl ServerConfig {
                 ("-tlv", cli.tlv.is_some()),
             ],
         )?;
-        if cli.pidfile.is_some() && cli.daemon != Some(true) {
-            return Err(Error::Config("-pidfile goes with -daemon true".into()));
+        if cli.pidfile.as_deref().is_some_and(|p| !p.starts_with('/')) {
+            return Err(Error::Config(
+                "-pidfile must be an absolute path (the daemon runs in /)".into(),
+            ));
         }
         let port = cli.port.unwrap_or(DEFAULT_CONTROL_PORT);
         let (listen, v6_only) = match (&cli.listen, cli.ipv4, cli.ipv6) {
@@ -790,6 +907,16 @@ impl ServerConfig {
             },
             light,
             light_only,
+            access: access_of(cli)?,
+            run_as: cli
+                .run_as
+                .as_deref()
+                .map(RunAs::resolve)
+                .transpose()
+                .map_err(|e| Error::Config(format!("-run-as: {e}")))?,
+            config_file,
+            source: Some(Box::new(given.clone())),
+            syslog: cli.syslog.unwrap_or(false),
         })
     }
 }
@@ -802,6 +929,12 @@ impl ClientConfig {
                 ("-listen", cli.listen.is_some()),
                 ("-daemon", cli.daemon.is_some()),
                 ("-pidfile", cli.pidfile.is_some()),
+                ("-config", cli.config.is_some()),
+                ("-allow", !cli.allow.is_empty()),
+                ("-deny", !cli.deny.is_empty()),
+                ("-open-from", !cli.open_from.is_empty()),
+                ("-run-as", cli.run_as.is_some()),
+                ("-syslog", cli.syslog.is_some()),
                 ("-refwait", cli.refwait.is_some()),
                 ("-servwait", cli.servwait.is_some()),
                 ("-modes", cli.modes.is_some()),

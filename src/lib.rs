@@ -29,6 +29,7 @@ pub mod channel;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod config_file;
 pub mod control;
 pub mod crypto;
 pub mod daemon;

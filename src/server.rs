@@ -18,11 +18,12 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::channel::{ControlStream, Transport};
 use crate::config::{ServerConfig, REFLECTOR_RCVBUF};
+use crate::control::access::Access;
 use crate::control::server::limits::{self, Budget, ClientKey, Over};
 use crate::control::server::{self as decide, Action, Expect, Input, Message};
 use crate::control::Error as ControlError;
@@ -61,6 +62,13 @@ pub struct Shared {
     next_id: AtomicU64,
     /// Log lines about refused and dropped connections, at most a few a second.
     noisy: Mutex<Throttle>,
+    /// Control connections served, refused (access lists and limits), and test sessions
+    /// started, over the server's life (the "stopped" and status lines).
+    pub served: AtomicU64,
+    pub refused: AtomicU64,
+    pub sessions_started: AtomicU64,
+    /// Who may connect, with which modes; SIGHUP may replace it.
+    access: RwLock<Arc<Access>>,
 }
 
 /// Every control connection open now.
@@ -102,6 +110,7 @@ impl Shared {
                 config.max_connections + config.max_handshakes
             );
         }
+        let access = RwLock::new(Arc::new(config.access.clone()));
         Arc::new(Shared {
             conns: Mutex::new(Conns {
                 clients: Budget::new(usize::MAX, config.max_connections_per_client),
@@ -123,7 +132,23 @@ impl Shared {
             engine: OnceLock::new(),
             next_id: AtomicU64::new(1),
             noisy: Mutex::new(Throttle::default()),
+            served: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            sessions_started: AtomicU64::new(0),
+            access,
         })
+    }
+
+    /// Replaces the access lists (SIGHUP); connections already open keep their modes.
+    pub fn set_access(&self, access: Access) {
+        *self.access.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(access);
+    }
+
+    fn access(&self) -> Arc<Access> {
+        self.access
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn conns(&self) -> std::sync::MutexGuard<'_, Conns> {
@@ -515,24 +540,46 @@ pub fn serve_all(listeners: Listeners, shared: Arc<Shared>) -> Result<()> {
             }
         };
         let peer = addr::unmap(peer);
+        // Access lists first: a refused network costs one greeting and one (throttled) line.
+        let modes = match shared.access().modes_for(peer.ip(), cfg.modes) {
+            Ok(m) => m,
+            Err(why) => {
+                shared.refused.fetch_add(1, Ordering::Relaxed);
+                shared.note(|| format!("{peer}: refused: {why} (Server-Greeting Modes 0)"));
+                refuse(stream);
+                continue;
+            }
+        };
         let key = ClientKey::of(peer.ip());
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let stream = Arc::new(stream);
         if let Err(why) = shared.admit(id, key, &stream) {
+            shared.refused.fetch_add(1, Ordering::Relaxed);
             shared.note(|| format!("{peer}: refused: {why}"));
             if let Ok(s) = Arc::try_unwrap(stream) {
                 refuse(s);
             }
             continue;
         }
+        shared.served.fetch_add(1, Ordering::Relaxed);
         let sh = shared.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("control:{peer}"))
             .stack_size(256 * 1024)
             .spawn(move || {
-                match handle_connection(stream, id, peer, &sh) {
-                    Ok(()) => log::info!("{peer}: control connection closed"),
-                    Err(e) => log::warn!("{peer}: control connection closed: {e}"),
+                let began = Instant::now();
+                let mut end = ConnEnd::default();
+                let result = handle_connection(stream, id, peer, modes, &sh, &mut end);
+                // The connection's one info line: peer, mode, identity, sessions, outcome.
+                let about = end.describe(began.elapsed());
+                match result {
+                    Ok(()) if sh.shutdown.load(Ordering::Relaxed) => {
+                        log::info!("{peer}: control connection closed: server stopping ({about})")
+                    }
+                    Ok(()) => {
+                        log::info!("{peer}: control connection closed by the client ({about})")
+                    }
+                    Err(e) => log::warn!("{peer}: control connection closed: {e} ({about})"),
                 }
                 if let Some(engine) = sh.engine.get() {
                     engine.close(id);
@@ -566,6 +613,28 @@ fn random<const N: usize>() -> Result<[u8; N]> {
     Ok(b)
 }
 
+/// What the end-of-connection line says besides the outcome.
+#[derive(Default)]
+struct ConnEnd {
+    mode: Option<crate::control::SecurityMode>,
+    identity: Option<String>,
+    sessions: usize,
+}
+
+impl ConnEnd {
+    fn describe(&self, lasted: Duration) -> String {
+        format!(
+            "mode {}, identity {}, {} session(s), {:.1?}",
+            self.mode.map_or_else(|| "-".to_string(), |m| m.to_string()),
+            self.identity
+                .as_deref()
+                .map_or_else(|| "-".to_string(), |i| format!("'{i}'")),
+            self.sessions,
+            lasted
+        )
+    }
+}
+
 /// A session accepted on this connection and not started yet: its socket, what its
 /// reflector needs, and its slot in the session budget.
 struct Pending {
@@ -587,6 +656,8 @@ struct Conn<'a> {
     /// activity, written by the engine.
     activity: Arc<AtomicU64>,
     running: usize,
+    /// Sessions started on this connection in all.
+    started: usize,
 }
 
 impl Conn<'_> {
@@ -609,9 +680,16 @@ impl Conn<'_> {
 /// One control connection, from Server-Greeting to close: reads what the state machine
 /// expects, feeds it in, and executes the actions it returns. The caller frees the
 /// connection's sessions in the engine, however this ends.
-fn handle_connection(stream: Arc<TcpStream>, id: u64, peer: SocketAddr, sh: &Shared) -> Result<()> {
+fn handle_connection(
+    stream: Arc<TcpStream>,
+    id: u64,
+    peer: SocketAddr,
+    modes: crate::wire::Modes,
+    sh: &Shared,
+    end: &mut ConnEnd,
+) -> Result<()> {
     let cfg = &sh.config;
-    log::info!("{peer}: control connection accepted");
+    log::debug!("{peer}: control connection accepted");
     let _ = stream.set_nodelay(true);
     // Every write has a deadline: a peer that never reads cannot pin this thread.
     stream
@@ -629,8 +707,13 @@ fn handle_connection(stream: Arc<TcpStream>, id: u64, peer: SocketAddr, sh: &Sha
         salt: random()?,
         server_iv: random()?,
     };
+    // The modes the access lists leave this peer's network.
+    let settings = decide::Settings {
+        modes,
+        ..decide::Settings::from(cfg)
+    };
     let mut machine = decide::Server::new(
-        decide::Settings::from(cfg),
+        settings,
         &cfg.keys,
         secrets,
         sh.started,
@@ -646,8 +729,15 @@ fn handle_connection(stream: Arc<TcpStream>, id: u64, peer: SocketAddr, sh: &Sha
         pending: Vec::new(),
         activity: Arc::new(AtomicU64::new(0)),
         running: 0,
+        started: 0,
     };
-    drive(&mut ch, &mut conn, &mut machine)
+    let result = drive(&mut ch, &mut conn, &mut machine);
+    if let Some((mode, identity)) = machine.chosen() {
+        end.mode = Some(mode);
+        end.identity = identity.map(str::to_string);
+    }
+    end.sessions = conn.started;
+    result
 }
 
 fn drive(
@@ -678,7 +768,15 @@ fn drive(
                     }
                     conn.running = 0;
                 }
-                Action::Log(level, line) => log::log!(level, "{peer}: {line}"),
+                // Each step at debug: the connection's info line is the one at its end
+                // (warnings stay warnings).
+                Action::Log(level, line) => {
+                    let level = match level {
+                        log::Level::Info => log::Level::Debug,
+                        other => other,
+                    };
+                    log::log!(level, "{peer}: {line}")
+                }
                 Action::Close(why) => return why.map_or(Ok(()), |e| Err(e.into())),
             }
         }
@@ -853,7 +951,7 @@ fn start(conn: &mut Conn<'_>) -> Result<()> {
         engine
             .add(Registration {
                 owner: conn.id,
-                name: b.sid.to_string(),
+                name: format!("{} of {}", b.sid, conn.peer),
                 socket: p.socket,
                 handler: Box::new(r),
                 refwait: Some(sh.config.refwait),
@@ -864,6 +962,8 @@ fn start(conn: &mut Conn<'_>) -> Result<()> {
             })
             .map_err(|e| Error::io(Op::SetSockopt, Some(conn.peer), e))?;
         conn.running += 1;
+        conn.started += 1;
+        sh.sessions_started.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
 }
@@ -903,14 +1003,16 @@ fn wait_for_message(
     }
 }
 
-/// Builds the shared state and serves; the entry point for `-mode server`.
-pub fn run(config: ServerConfig, listeners: Listeners, shutdown: Arc<AtomicBool>) -> Result<()> {
+/// Raises the open file limit and builds the shared state.
+pub fn prepare(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Arc<Shared> {
     match net::raise_fd_limit() {
         Ok(n) => log::debug!("open file limit {n}"),
         Err(e) => log::warn!("cannot raise the open file limit: {e}"),
     }
-    serve_all(
-        listeners,
-        Shared::new(config, Arc::new(SystemClock::new()), shutdown),
-    )
+    Shared::new(config, Arc::new(SystemClock::new()), shutdown)
+}
+
+/// Builds the shared state and serves.
+pub fn run(config: ServerConfig, listeners: Listeners, shutdown: Arc<AtomicBool>) -> Result<()> {
+    serve_all(listeners, prepare(config, shutdown))
 }

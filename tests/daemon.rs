@@ -83,7 +83,10 @@ fn daemon_detaches_writes_pidfile_and_logs() {
     assert!(!alive(pid), "SIGTERM stops the daemon");
     let log = std::fs::read_to_string(&logfile).unwrap();
     assert!(log.contains("listening on 127.0.0.1"), "{log}");
-    assert!(log.contains("control connection accepted"), "{log}");
+    assert!(
+        log.contains("control connection closed by the client"),
+        "{log}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -101,7 +104,23 @@ fn an_unwritable_pidfile_fails_the_parent() {
     let port = closed_port();
     let out = server(
         port,
-        &["-daemon", "true", "-pidfile", "/nonexistent-dir/twamp.pid"],
+        &[
+            "-daemon",
+            "true",
+            "-logfile",
+            "/dev/null",
+            "-pidfile",
+            "/nonexistent-dir/twamp.pid",
+        ],
     );
     assert_eq!(out.code, Some(8), "{}", out.stderr);
+    // The daemon's reason, on the terminal: the path and the OS error text.
+    assert!(
+        out.stderr.contains("/nonexistent-dir/twamp.pid")
+            && out
+                .stderr
+                .contains("No such file or directory (os error 2)"),
+        "{}",
+        out.stderr
+    );
 }

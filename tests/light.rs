@@ -85,7 +85,10 @@ fn authenticated_stamp_needs_the_key() {
     let (_server, port) = light_server(&["-keyfile", k, "-light-key", "probe"]);
     let target = format!("127.0.0.1:{port}");
     for host in ["127.0.0.1", "[::1]"] {
-        let good = json(&format!("{host}:{port}"), &["-keyfile", k, "-light-key", "probe"]);
+        let good = json(
+            &format!("{host}:{port}"),
+            &["-keyfile", k, "-light-key", "probe"],
+        );
         assert_eq!(good["session"]["mode"], "stamp-authenticated");
         assert_eq!(good["summary"]["received"], 20, "{host}: {good}");
     }

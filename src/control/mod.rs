@@ -5,6 +5,7 @@
 //! sessions to bind, start and stop). The I/O drivers in `crate::client` and `crate::server`
 //! call these and do only reading and writing.
 
+pub mod access;
 pub mod client;
 pub mod server;
 

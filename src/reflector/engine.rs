@@ -257,6 +257,8 @@ struct Entry {
     /// When the sender was last heard from (the wake-up time of the batch: coarse, cheap).
     last: Instant,
     stop_at: Option<Instant>,
+    /// When the engine took the session: its duration in the end line.
+    started: Instant,
 }
 
 /// Why an entry left the table.
@@ -392,6 +394,7 @@ impl Thread {
             port: local.map_or(0, |a| a.port()),
             last: now,
             stop_at: None,
+            started: now,
         });
     }
 
@@ -417,26 +420,53 @@ impl Thread {
         self.free.push(slot);
         self.load.fetch_sub(1, Ordering::Relaxed);
         self.shared.live.fetch_sub(1, Ordering::Relaxed);
-        let (name, port) = (&e.reg.name, e.port);
-        let c = &e.reg.counters;
-        let counts = format!(
-            "{} reflected, {} dropped",
-            c.reflected.load(Ordering::Relaxed),
-            c.dropped()
+        // The session's one info line: how it ended, its port, what it reflected and dropped
+        // (by reason), and how long it ran.
+        let how = match why {
+            End::Refwait(r) => format!("no test packet for {r:?} (REFWAIT)"),
+            End::Stopped => "Stop-Sessions".to_string(),
+            End::Closed if e.stop_at.is_some() => {
+                "Stop-Sessions (control connection closed during the Timeout)".to_string()
+            }
+            End::Closed => {
+                "connection lost (control connection closed without Stop-Sessions)".to_string()
+            }
+            End::Shutdown => "server stopping".to_string(),
+        };
+        log::info!(
+            "session {}: ended by {how}; port {}: {}, {:.1?}",
+            e.reg.name,
+            e.port,
+            counts(&e.reg.counters),
+            e.started.elapsed()
         );
-        match why {
-            End::Refwait(r) => log::info!(
-                "session {name}: no test packet for {r:?} (REFWAIT), stopping reflector on port {port}: {counts}"
-            ),
-            End::Stopped => {
-                log::info!("session {name}: reflector on port {port} done: {counts}")
-            }
-            End::Closed | End::Shutdown => {
-                log::debug!("session {name}: reflector on port {port} freed: {counts}")
-            }
-        }
         // Dropping the entry closes the socket and gives the permit back.
     }
+}
+
+/// `12 reflected, 3 dropped (2 wrong peer, 1 bad HMAC)`.
+fn counts(c: &Counters) -> String {
+    let reasons = [
+        (c.short.load(Ordering::Relaxed), "short"),
+        (c.undersized.load(Ordering::Relaxed), "undersized"),
+        (c.oversized.load(Ordering::Relaxed), "oversized"),
+        (c.wrong_peer.load(Ordering::Relaxed), "wrong peer"),
+        (c.bad_hmac.load(Ordering::Relaxed), "bad HMAC"),
+    ];
+    let by: Vec<String> = reasons
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
+    let mut out = format!(
+        "{} reflected, {} dropped",
+        c.reflected.load(Ordering::Relaxed),
+        c.dropped()
+    );
+    if !by.is_empty() {
+        out.push_str(&format!(" ({})", by.join(", ")));
+    }
+    out
 }
 
 /// Reads what is queued on one ready socket (up to [`BUDGET`] datagrams) and answers it.

@@ -241,6 +241,9 @@ pub struct Server<'k> {
     /// The request whose socket the driver is binding.
     binding: Option<(Sid, SessionSpec)>,
     refusals: u32,
+    /// The mode the Control-Client chose and the identity it gave, once Set-Up-Response came
+    /// (for the connection's log line, whatever the outcome).
+    chosen: Option<(SecurityMode, Option<String>)>,
 }
 
 impl<'k> Server<'k> {
@@ -265,6 +268,7 @@ impl<'k> Server<'k> {
             announced: None,
             binding: None,
             refusals: 0,
+            chosen: None,
         }
     }
 
@@ -289,6 +293,11 @@ impl<'k> Server<'k> {
     /// The mode chosen in Set-Up-Response (open until then).
     pub fn mode(&self) -> SecurityMode {
         self.mode
+    }
+
+    /// The mode chosen in Set-Up-Response and the identity given (None before it came).
+    pub fn chosen(&self) -> Option<(SecurityMode, Option<&str>)> {
+        self.chosen.as_ref().map(|(m, id)| (*m, id.as_deref()))
     }
 
     /// Whether the handshake is over (Server-Start sent with Accept 0).
@@ -423,6 +432,7 @@ impl<'k> Server<'k> {
             });
         };
         self.mode = mode;
+        self.chosen = Some((mode, None));
         let mut identity = None;
         if mode.needs_key() {
             let raw = &setup.key_id[..setup
@@ -431,6 +441,7 @@ impl<'k> Server<'k> {
                 .position(|&b| b == 0)
                 .unwrap_or(setup.key_id.len())];
             let id = printable(raw);
+            self.chosen = Some((mode, Some(id.clone())));
             let secret = self.keys.get(&setup.key_id_str());
             // The same work for an unknown identity as for a known one: PBKDF2 and a Token
             // decryption, so the answer's timing tells nothing (no identity oracle).
