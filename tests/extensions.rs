@@ -454,3 +454,43 @@ fn the_binary_negotiates_and_falls_back() {
     );
     assert!(out.stdout.contains("3 sent, 3 received"), "{}", out.stdout);
 }
+
+#[test]
+fn every_extension_together_in_every_security_mode() {
+    use twamp::config::KeyFile;
+    use twamp::control::SecurityMode;
+    // "twamp-test-secret-2024" for identity `testuser`.
+    let keys = "testuser 7477616d702d746573742d7365637265742d32303234\n";
+    let srv = TestServer::start(ServerConfig {
+        modes: Modes::SECURITY,
+        keys: KeyFile::parse(keys).unwrap(),
+        ..server_config("127.0.0.1:0")
+    });
+    for mode in [
+        SecurityMode::Open,
+        SecurityMode::Mixed,
+        SecurityMode::Authenticated,
+        SecurityMode::Encrypted,
+    ] {
+        let mut cfg = config(
+            srv.addr,
+            vec![dscp_spec(34, 10), SessionSpec { count: 60, ..dscp_spec(34, 0) }],
+            all(),
+        );
+        cfg.auth = vec![mode];
+        cfg.user = Some("testuser".into());
+        cfg.secret = Some(zeroize::Zeroizing::new(b"twamp-test-secret-2024".to_vec()));
+        let r = run(&cfg);
+        assert_eq!(r.mode, Some(mode));
+        assert_eq!(r.extensions.unwrap().used, twamp::control::EXTENSIONS, "{mode}");
+        // The first is done about 250 ms before the second: stopped on its own.
+        let want = [(10, true), (60, false)];
+        for (s, (count, early)) in r.sessions.iter().zip(want) {
+            assert_eq!(s.summary.received, count, "{mode}");
+            assert_eq!(s.stopped_early, early, "{mode}");
+            assert_eq!(s.outcome.reflected_padding.intact, count, "{mode}");
+            let d = s.dscp_ecn().unwrap();
+            assert_eq!((d.dscp_received.get(&34), d.remarked), (Some(&count), 0), "{mode}");
+        }
+    }
+}
