@@ -474,7 +474,13 @@ fn every_extension_together_in_every_security_mode() {
     ] {
         let mut cfg = config(
             srv.addr,
-            vec![dscp_spec(34, 10), SessionSpec { count: 60, ..dscp_spec(34, 0) }],
+            vec![
+                dscp_spec(34, 10),
+                SessionSpec {
+                    count: 60,
+                    ..dscp_spec(34, 0)
+                },
+            ],
             all(),
         );
         cfg.auth = vec![mode];
@@ -482,7 +488,11 @@ fn every_extension_together_in_every_security_mode() {
         cfg.secret = Some(zeroize::Zeroizing::new(b"twamp-test-secret-2024".to_vec()));
         let r = run(&cfg);
         assert_eq!(r.mode, Some(mode));
-        assert_eq!(r.extensions.unwrap().used, twamp::control::EXTENSIONS, "{mode}");
+        assert_eq!(
+            r.extensions.unwrap().used,
+            twamp::control::EXTENSIONS,
+            "{mode}"
+        );
         // The first is done about 250 ms before the second: stopped on its own.
         let want = [(10, true), (60, false)];
         for (s, (count, early)) in r.sessions.iter().zip(want) {
@@ -490,7 +500,11 @@ fn every_extension_together_in_every_security_mode() {
             assert_eq!(s.stopped_early, early, "{mode}");
             assert_eq!(s.outcome.reflected_padding.intact, count, "{mode}");
             let d = s.dscp_ecn().unwrap();
-            assert_eq!((d.dscp_received.get(&34), d.remarked), (Some(&count), 0), "{mode}");
+            assert_eq!(
+                (d.dscp_received.get(&34), d.remarked),
+                (Some(&count), 0),
+                "{mode}"
+            );
         }
     }
 }
