@@ -259,6 +259,26 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = whole("a number of sessions", 1u32, 256), help_heading = "Client")]
     pub sessions: Option<u32>,
 
+    /// Client: RFC 6038 Reflect Octets: the reflector returns the first N octets of each
+    /// packet's padding, checked on return (if the server offers it).
+    #[arg(long, value_name = "N", value_parser = whole("a number of octets", 1u16, u16::MAX), help_heading = "Client")]
+    pub reflect_octets: Option<u16>,
+
+    /// Client: RFC 6038 Symmetrical Size: the sender packet has the reflector's base, so
+    /// -padding means the same both ways (if the server offers it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "Client")]
+    pub symmetrical: Option<bool>,
+
+    /// Client: RFC 7750 DSCP and ECN Monitoring: the reflector reports the DSCP/ECN it
+    /// received, so re-marking on the way shows (if the server offers it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "Client")]
+    pub dscp_ecn: Option<bool>,
+
+    /// Client: RFC 5938 Individual Session Control: Start-N/Stop-N-Sessions, a session that
+    /// ends early is stopped while the others go on (if the server offers it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "Client")]
+    pub individual: Option<bool>,
+
     // ---- server ----
     /// Server: address to listen on (default [::], both IPv4 and IPv6).
     #[arg(long, value_name = "ADDR", help_heading = "Server")]
@@ -364,6 +384,10 @@ pub struct Cli {
     /// Server: log to syslog (facility daemon) as well, even in the foreground.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "Server")]
     pub syslog: Option<bool>,
+    /// Server: extensions offered in the greeting: all (default), none, or a list of
+    /// individual (RFC 5938), reflect-octets, symmetrical (RFC 6038), dscp-ecn (RFC 7750).
+    #[arg(long, value_name = "LIST", help_heading = "Server")]
+    pub extensions: Option<String>,
 
     // ---- both ----
     /// TCP port of TWAMP-Control (default 862).

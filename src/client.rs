@@ -6,6 +6,12 @@
 //! [`TestSession`] each), [`ControlClient::start`] and [`ControlClient::stop`]. The test
 //! sessions themselves are [`sender::Session`]s, run by [`sender::run`].
 //!
+//! Extensions (docs/rfc-extensions.md): [`ControlClient::setup`] adds to Set-Up-Response the
+//! bits of `cfg.extensions` that the greeting offers, and no other. With RFC 5938 Individual
+//! Session Control, [`ControlClient::start`] sends Start-N-Sessions, [`ControlClient::stop`]
+//! Stop-N-Sessions, and [`ControlClient::stop_sessions`] stops some sessions while the others go
+//! on; RFC 6038 and RFC 7750 shape each [`TestSession`]'s request, layout and checks.
+//!
 //! [`run`] is one whole measurement: set up, request every configured session, start, test,
 //! stop, and the [`Report`] of it, which is returned whether the run succeeded or not.
 
@@ -21,12 +27,13 @@ use crate::control::SecurityMode;
 use crate::crypto::{self, ControlCipher, SessionKeys, TestCipher, TestKeys};
 use crate::error::{Error, Op, Result};
 use crate::net;
-use crate::report::{Report, SessionReport};
-use crate::sender::{self, Plan, Progress, Sender};
+use crate::report::{Extensions, ReflectOctetsReport, Report, SessionReport};
+use crate::sender::{self, Plan, Progress, Sender, TestExtensions};
 use crate::time::Clock;
 use crate::wire::{
-    Accept, AcceptSession, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse, Sid,
-    StartAck, StartSessions, StopSessions,
+    Accept, AcceptSession, Modes, ReflectOctetsRequest, RequestTwSession, ServerGreeting,
+    ServerStart, SetUpResponse, Sid, StartAck, StartNAck, StartNSessions, StartSessions, StopNAck,
+    StopNSessions, StopSessions, TestLayout,
 };
 
 /// Test sockets get this receive buffer: a burst of reflections must not overflow it.
@@ -133,7 +140,12 @@ pub struct TestSession {
     /// Padding Length as requested (the spec's, or the mode's size difference).
     pub padding: u32,
     cipher: Option<TestCipher>,
-    mode: SecurityMode,
+    /// The test-packet layout: the security mode's, with the negotiated extensions applied.
+    pub layout: TestLayout,
+    /// What each reflection is checked for (RFC 6038, RFC 7750).
+    pub extensions: TestExtensions,
+    /// RFC 6038: what we asked to be reflected and whether Accept-Session returned it.
+    pub reflect: Option<ReflectOctetsReport>,
 }
 
 impl TestSession {
@@ -146,18 +158,21 @@ impl TestSession {
             self.padding,
             &self.spec,
         );
-        report.octets = self.mode.test_layout().sender.base as u32 + self.padding;
+        report.octets = self.layout.sender.base as u32 + self.padding;
         let plan = Plan {
             count: self.spec.count,
             schedule: self.spec.schedule,
             duration: self.spec.duration,
             loss_timeout: self.spec.loss_timeout,
             padding: self.padding as usize,
-            layout: self.mode.test_layout(),
+            layout: self.layout,
             cipher: self.cipher,
             light: None,
         };
-        let s = sender::Session::new(Sender::new(plan, self.reflector, start), self.socket);
+        report.reflect_octets = self.reflect;
+        report.dscp_ecn_monitored = self.extensions.dscp_ecn;
+        let sender = Sender::new(plan, self.reflector, start).with_extensions(self.extensions);
+        let s = sender::Session::new(sender, self.socket);
         (s, report)
     }
 }
@@ -175,8 +190,16 @@ pub struct ControlClient {
     /// Local UDP ports for test sockets (`-test-ports`).
     test_ports: Option<(u16, u16)>,
     zero_addresses: bool,
+    /// What the greeting offered and what we chose beside the security mode.
+    offered: Modes,
+    extensions: Modes,
+    /// RFC 6038 Length of padding to reflect, when Reflect Octets was chosen.
+    reflect_len: Option<u16>,
     accepted: u32,
     started: u32,
+    /// With Individual Session Control: the SIDs accepted and not started, and those running.
+    accepted_sids: Vec<Sid>,
+    running_sids: Vec<Sid>,
 }
 
 impl ControlClient {
@@ -203,8 +226,15 @@ impl ControlClient {
         log::info!("{server}: offers {}; using {mode}", greeting.modes);
 
         // Set-Up-Response; the secure modes check Count before PBKDF2 runs.
+        // RFC 4656 §3.1: a pre-extension Server ignores bits it does not know, so a bit it did
+        // not offer would silently change the packet formats on one side only. Only offered
+        // ones are set.
+        let extensions = greeting
+            .modes
+            .intersection(cfg.extensions.modes())
+            .intersection(crate::control::EXTENSIONS);
         let mut setup = SetUpResponse::open();
-        setup.mode = mode.bit();
+        setup.mode = mode.bit().union(extensions);
         let mut keys: Option<SessionKeys> = None;
         if mode.needs_key() {
             decide::check_count(greeting.count, cfg.max_count)?;
@@ -258,9 +288,32 @@ impl ControlClient {
             timeout,
             test_ports: cfg.test_ports,
             zero_addresses: cfg.zero_addresses,
+            offered: greeting.modes,
+            extensions,
+            reflect_len: cfg
+                .extensions
+                .reflect_octets
+                .filter(|_| extensions.contains(Modes::REFLECT_OCTETS)),
             accepted: 0,
             started: 0,
+            accepted_sids: Vec::new(),
+            running_sids: Vec::new(),
         })
+    }
+
+    /// The Modes of the Server-Greeting.
+    pub fn offered(&self) -> Modes {
+        self.offered
+    }
+
+    /// The extension bits chosen in Set-Up-Response (offered and asked for).
+    pub fn extensions(&self) -> Modes {
+        self.extensions
+    }
+
+    /// Whether RFC 5938 Individual Session Control was chosen: sessions start and stop by SID.
+    pub fn individual(&self) -> bool {
+        self.extensions.contains(Modes::INDIVIDUAL_SESSION_CONTROL)
     }
 
     pub fn server(&self) -> SocketAddr {
@@ -274,7 +327,12 @@ impl ControlClient {
     /// Request-TW-Session → Accept-Session for one session (RFC 5357 §3.5): binds its test
     /// socket, and sends to the port the Server names.
     pub fn request(&mut self, spec: &SessionSpec, clock: &dyn Clock) -> Result<TestSession> {
-        let base = self.mode.test_layout().sender.base as u32;
+        let layout = self.mode.test_layout().with_modes(self.extensions);
+        let base = layout.sender.base as u32;
+        let reflect_len = self.reflect_len.unwrap_or(0);
+        // RFC 6038 §4.2, §4.3: the padding must hold the octets to reflect after the
+        // reflector's truncation by the base-size difference.
+        let need = layout.size_difference() as u32 + u32::from(reflect_len);
         let padding = match (spec.size, spec.padding) {
             (Some(size), _) => size.checked_sub(base).ok_or_else(|| {
                 Error::Config(format!(
@@ -283,8 +341,15 @@ impl ControlClient {
                 ))
             })?,
             (None, Some(p)) => p,
-            (None, None) => self.mode.test_layout().size_difference() as u32,
+            (None, None) => need,
         };
+        if padding < need {
+            return Err(Error::Config(format!(
+                "-reflect-octets {reflect_len}: needs a padding of at least {need} octets \
+                 (-padding {padding}, -size {})",
+                base + need
+            )));
+        }
         let (socket, local) = test_socket(self.local_ip, self.test_ports, spec)?;
         // RFC 5357 §3.5: a zero Sender or Receiver Address means "the address of the control
         // connection", which survives NAT where our own address would not.
@@ -309,11 +374,27 @@ impl ControlClient {
         });
         let mut m = [0u8; RequestTwSession::LEN];
         req.emit(&mut m);
+        let reflect_req = self.reflect_len.map(|n| ReflectOctetsRequest {
+            // Two octets the Server must copy back (RFC 6038 §4.3): random, so a Server that
+            // returns zeros or stale ones is caught.
+            octets_to_be_reflected: u16::from_be_bytes(random().unwrap_or([0x5a, 0xa5])) | 1,
+            length_of_padding_to_reflect: n,
+        });
+        if let Some(r) = reflect_req {
+            r.emit(&mut m);
+        }
         self.ch.send(&mut m, "Request-TW-Session")?;
         let mut a = [0u8; AcceptSession::LEN];
         self.ch
             .recv(&mut a, Instant::now() + self.timeout, "Accept-Session")?;
-        let (port, sid) = decide::check_accept_session(&AcceptSession::parse(&a))?;
+        let accept = AcceptSession::parse(&a);
+        let (port, sid) = decide::check_accept_session(&accept)?;
+        let reflect = reflect_req.map(|r| ReflectOctetsReport {
+            length: r.length_of_padding_to_reflect,
+            octets_to_be_reflected: r.octets_to_be_reflected,
+            reflected_octets: accept.reflected_octets,
+            server_octets: accept.server_octets,
+        });
         let reflector = SocketAddr::new(addr::unmap_ip(self.server.ip()), port);
         log::info!("session {sid}: reflector at {reflector}");
         let cipher = match (self.mode.test_security(), &self.keys) {
@@ -321,6 +402,7 @@ impl ControlClient {
             _ => None,
         };
         self.accepted += 1;
+        self.accepted_sids.push(sid);
         Ok(TestSession {
             spec: spec.clone(),
             socket,
@@ -329,12 +411,24 @@ impl ControlClient {
             sid,
             padding,
             cipher,
-            mode: self.mode,
+            layout,
+            extensions: TestExtensions {
+                reflect_len,
+                server_octets: reflect.map_or(0, |r| r.server_octets),
+                dscp_ecn: self.extensions.contains(Modes::DSCP_ECN_MONITORING),
+            },
+            reflect,
         })
     }
 
-    /// Start-Sessions → Start-Ack (RFC 5357 §3.7). Nothing is sent before Start-Ack.
+    /// Start-Sessions → Start-Ack (RFC 5357 §3.7), or with Individual Session Control
+    /// Start-N-Sessions for every session accepted → Start-N-Ack (RFC 5938 §3.2). Nothing is
+    /// sent before the ack.
     pub fn start(&mut self) -> Result<()> {
+        if self.individual() {
+            let sids = std::mem::take(&mut self.accepted_sids);
+            return self.start_sessions(&sids);
+        }
         let mut s = [0u8; StartSessions::LEN];
         StartSessions.emit(&mut s);
         self.ch.send(&mut s, "Start-Sessions")?;
@@ -350,11 +444,137 @@ impl ControlClient {
         }
         self.started += self.accepted;
         self.accepted = 0;
+        self.running_sids.append(&mut self.accepted_sids);
         Ok(())
     }
 
-    /// Stop-Sessions with the number of sessions started (RFC 5357 §3.8: it MUST match).
+    /// Start-N-Sessions for `sids` → Start-N-Ack(s) (RFC 5938 §3.2, §3.3). Needs Individual
+    /// Session Control; every SID must be acknowledged with Accept 0.
+    pub fn start_sessions(&mut self, sids: &[Sid]) -> Result<()> {
+        self.need_individual("Start-N-Sessions")?;
+        if sids.is_empty() {
+            return Ok(());
+        }
+        let m = StartNSessions {
+            sids: sids.to_vec(),
+        };
+        let mut b = vec![0u8; m.wire_len()];
+        m.emit(&mut b)
+            .map_err(|e| Error::Protocol(format!("Start-N-Sessions: {e}")))?;
+        self.ch.send(&mut b, "Start-N-Sessions")?;
+        self.read_n_acks(sids, "Start-N-Ack", |b| {
+            StartNAck::parse(b).map(|a| (a.accept, a.sids))
+        })?;
+        self.accepted_sids.retain(|s| !sids.contains(s));
+        for s in sids {
+            if !self.running_sids.contains(s) {
+                self.running_sids.push(*s);
+            }
+        }
+        self.started = self.running_sids.len() as u32;
+        Ok(())
+    }
+
+    /// Stop-N-Sessions for `sids` → Stop-N-Ack(s) (RFC 5938 §3.4, §3.5): these sessions stop
+    /// (the reflector goes on for each one's Timeout), the others and the control connection go
+    /// on. Needs Individual Session Control.
+    pub fn stop_sessions(&mut self, sids: &[Sid]) -> Result<()> {
+        self.need_individual("Stop-N-Sessions")?;
+        if sids.is_empty() {
+            return Ok(());
+        }
+        let m = StopNSessions {
+            sids: sids.to_vec(),
+        };
+        let mut b = vec![0u8; m.wire_len()];
+        m.emit(&mut b)
+            .map_err(|e| Error::Protocol(format!("Stop-N-Sessions: {e}")))?;
+        self.ch.send(&mut b, "Stop-N-Sessions")?;
+        self.running_sids.retain(|s| !sids.contains(s));
+        self.accepted_sids.retain(|s| !sids.contains(s));
+        self.started = self.running_sids.len() as u32;
+        self.read_n_acks(sids, "Stop-N-Ack", |b| {
+            StopNAck::parse(b).map(|a| (a.accept, a.sids))
+        })
+    }
+
+    /// The SIDs started by Start-N-Sessions and not stopped yet.
+    pub fn running(&self) -> &[Sid] {
+        &self.running_sids
+    }
+
+    fn need_individual(&self, what: &str) -> Result<()> {
+        if self.individual() {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "{what} needs RFC 5938 Individual Session Control, which was not negotiated \
+                 (the server offers {})",
+                self.offered
+            )))
+        }
+    }
+
+    /// Reads acks (RFC 5938 §3.3, §3.5: one per Accept value) until every SID in `sids` is
+    /// acknowledged; any Accept other than 0 is a refusal. At most one ack per SID is read.
+    fn read_n_acks(
+        &mut self,
+        sids: &[Sid],
+        what: &'static str,
+        parse: impl Fn(&[u8]) -> std::result::Result<(Accept, Vec<Sid>), crate::wire::Error>,
+    ) -> Result<()> {
+        let mut left: Vec<Sid> = sids.to_vec();
+        left.dedup();
+        let mut refused = None;
+        for _ in 0..sids.len() {
+            if left.is_empty() {
+                break;
+            }
+            let by = Instant::now() + self.timeout;
+            let mut first = [0u8; 16];
+            self.ch.recv_part(&mut first, by, what)?;
+            let len = StartNAck::message_len(&first).map_err(|e| Error::Wire {
+                message: what,
+                source: e,
+            })?;
+            let mut b = vec![0u8; len];
+            b[..16].copy_from_slice(&first);
+            self.ch.recv_part(&mut b[16..], by, what)?;
+            self.ch.verify(&b, what)?;
+            let (accept, acked) = parse(&b).map_err(|e| Error::Wire {
+                message: what,
+                source: e,
+            })?;
+            for s in &acked {
+                let Some(i) = left.iter().position(|l| l == s) else {
+                    return Err(Error::Protocol(format!("{what} for SID {s} not asked for")));
+                };
+                left.remove(i);
+            }
+            if accept != Accept::Ok {
+                refused.get_or_insert(accept);
+            }
+        }
+        if let Some(accept) = refused {
+            return Err(Error::Refused {
+                message: if what == "Start-N-Ack" {
+                    "Start-N-Sessions"
+                } else {
+                    "Stop-N-Sessions"
+                },
+                accept,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stop-Sessions with the number of sessions started (RFC 5357 §3.8: it MUST match), or
+    /// with Individual Session Control Stop-N-Sessions for those still running.
     pub fn stop(&mut self) -> Result<()> {
+        if self.individual() {
+            let sids = self.running_sids.clone();
+            return self.stop_sessions(&sids);
+        }
         let mut s = [0u8; StopSessions::LEN];
         StopSessions {
             accept: Accept::Ok,
@@ -363,6 +583,7 @@ impl ControlClient {
         .emit(&mut s);
         self.ch.send(&mut s, "Stop-Sessions")?;
         self.started = 0;
+        self.running_sids.clear();
         Ok(())
     }
 
@@ -504,6 +725,11 @@ fn measure(
     let mut cc = ControlClient::setup(cfg)?;
     report.server = Some(cc.server());
     report.mode = Some(cc.mode());
+    report.extensions = Some(Extensions {
+        offered: cc.offered(),
+        used: cc.extensions(),
+    });
+    report.notes.extend(fallback_notes(cfg, cc.offered()));
     let mut accepted = Vec::with_capacity(cfg.sessions.len());
     for spec in &cfg.sessions {
         accepted.push(cc.request(spec, clock)?);
@@ -518,12 +744,67 @@ fn measure(
         })
         .unzip();
     report.sessions = reports;
-    let result = sender::run(&mut sessions, clock, stop, progress, || cc.check_open());
+    let sids: Vec<Sid> = report.sessions.iter().map(|r| r.sid).collect();
+    let individual = cc.individual() && sids.len() > 1;
+    let mut stopped = vec![false; sids.len()];
+    let result = sender::run_watching(&mut sessions, clock, stop, progress, |ss| {
+        cc.check_open()?;
+        if individual {
+            // RFC 5938: a session that is done (all back, or its loss timeout over) is stopped
+            // now, while the others go on; the last ones are stopped together below.
+            let now = Instant::now();
+            let done: Vec<usize> = (0..ss.len())
+                .filter(|&i| !stopped[i] && ss[i].sender.is_done(now))
+                .collect();
+            if !done.is_empty() && done.len() + stopped.iter().filter(|s| **s).count() < ss.len() {
+                let these: Vec<Sid> = done.iter().map(|&i| sids[i]).collect();
+                cc.stop_sessions(&these)?;
+                for i in done {
+                    stopped[i] = true;
+                }
+            }
+        }
+        Ok(())
+    });
     // What was measured stays in the report, whatever happens next.
-    for (r, s) in report.sessions.iter_mut().zip(sessions) {
+    for ((r, s), early) in report.sessions.iter_mut().zip(sessions).zip(&stopped) {
         drop(s.socket);
         r.finish(s.sender.into_outcome());
+        r.stopped_early = *early;
     }
     result?;
     cc.stop()
+}
+
+/// A note for each extension asked for that the Server does not offer: the run goes on with
+/// RFC 5357 behaviour (docs/rfc-extensions.md, "Fallback").
+fn fallback_notes(cfg: &ClientConfig, offered: Modes) -> Vec<String> {
+    let x = &cfg.extensions;
+    let missing = |bit| !offered.contains(bit);
+    let mut notes = Vec::new();
+    let greeting = format!("greeting Modes {}", offered.0);
+    if x.reflect_octets.is_some() && missing(Modes::REFLECT_OCTETS) {
+        notes.push(format!(
+            "server does not offer RFC 6038 Reflect Octets ({greeting}): no octets reflected"
+        ));
+    }
+    if x.symmetrical && missing(Modes::SYMMETRICAL_SIZE) {
+        notes.push(format!(
+            "server does not offer RFC 6038 Symmetrical Size ({greeting}): RFC 5357 sender \
+             packets, the reflector truncates the padding"
+        ));
+    }
+    if x.dscp_ecn && missing(Modes::DSCP_ECN_MONITORING) {
+        notes.push(format!(
+            "server does not offer RFC 7750 DSCP and ECN Monitoring ({greeting}): the DSCP \
+             the reflector received is not known"
+        ));
+    }
+    if x.individual && missing(Modes::INDIVIDUAL_SESSION_CONTROL) {
+        notes.push(format!(
+            "server does not offer RFC 5938 Individual Session Control ({greeting}): all \
+             sessions are stopped together at the end"
+        ));
+    }
+    notes
 }

@@ -219,6 +219,9 @@ pub struct ServerConfig {
     pub test_ports: Option<(u16, u16)>,
     /// Security modes offered in the Server-Greeting.
     pub modes: Modes,
+    /// Extension bits offered beside them (`-extensions`; default all that are implemented:
+    /// RFC 5938, RFC 6038, RFC 7750).
+    pub extensions: Modes,
     pub keys: KeyFile,
     pub pbkdf2_count: u32,
     pub daemon: bool,
@@ -392,6 +395,7 @@ impl Default for ServerConfig {
             servwait: DEFAULT_SERVWAIT,
             test_ports: Some(DEFAULT_TEST_PORTS),
             modes: Modes::UNAUTHENTICATED,
+            extensions: control::EXTENSIONS,
             keys: KeyFile::default(),
             pbkdf2_count: DEFAULT_PBKDF2_COUNT,
             daemon: false,
@@ -482,6 +486,41 @@ impl Default for SessionSpec {
     }
 }
 
+/// What the Control-Client asks for beyond RFC 5357; each is used only if the Server offers it,
+/// and the report notes each one asked for and not offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClientExtensions {
+    /// RFC 6038 Reflect Octets with this Length of padding to reflect (`-reflect-octets N`).
+    pub reflect_octets: Option<u16>,
+    /// RFC 6038 Symmetrical Size (`-symmetrical`).
+    pub symmetrical: bool,
+    /// RFC 7750 DSCP and ECN Monitoring (`-dscp-ecn`).
+    pub dscp_ecn: bool,
+    /// RFC 5938 Individual Session Control (`-individual`): a session that ends early is
+    /// stopped while the others go on. Off by default like the others: it replaces
+    /// Start-Sessions and Stop-Sessions on the wire, which tools such as Wireshark 4.0 do not
+    /// decode.
+    pub individual: bool,
+}
+
+impl ClientExtensions {
+    /// The Modes bits asked for.
+    pub fn modes(&self) -> Modes {
+        let mut m = Modes(0);
+        for (on, bit) in [
+            (self.individual, Modes::INDIVIDUAL_SESSION_CONTROL),
+            (self.reflect_octets.is_some(), Modes::REFLECT_OCTETS),
+            (self.symmetrical, Modes::SYMMETRICAL_SIZE),
+            (self.dscp_ecn, Modes::DSCP_ECN_MONITORING),
+        ] {
+            if on {
+                m = m.union(bit);
+            }
+        }
+        m
+    }
+}
+
 pub struct ClientConfig {
     /// The host as typed (for resolving and for reports).
     pub host: String,
@@ -499,6 +538,8 @@ pub struct ClientConfig {
     pub zero_addresses: bool,
     /// TWAMP-Light / STAMP instead of TWAMP (`-light`): no control connection.
     pub light: Option<LightClient>,
+    /// RFC 5938 / 6038 / 7750 features to ask for.
+    pub extensions: ClientExtensions,
     pub auth: Vec<SecurityMode>,
     pub user: Option<String>,
     pub secret: Option<Zeroizing<Vec<u8>>>,
@@ -527,6 +568,7 @@ impl Default for ClientConfig {
             test_ports: None,
             zero_addresses: false,
             light: None,
+            extensions: ClientExtensions::default(),
             auth: SecurityMode::STRICTEST_FIRST.to_vec(),
             user: None,
             secret: None,
@@ -764,6 +806,10 @@ impl ServerConfig {
                 ("-source", cli.source.is_some()),
                 ("-zero-addresses", cli.zero_addresses.is_some()),
                 ("-sessions", cli.sessions.is_some()),
+                ("-reflect-octets", cli.reflect_octets.is_some()),
+                ("-symmetrical", cli.symmetrical.is_some()),
+                ("-dscp-ecn", cli.dscp_ecn.is_some()),
+                ("-individual", cli.individual.is_some()),
                 ("-plot", cli.plot.is_some()),
                 ("-input", !cli.input.is_empty()),
                 ("-light-format", cli.light_format.is_some()),
@@ -807,6 +853,11 @@ impl ServerConfig {
             }
             None if keys.is_empty() => Modes::UNAUTHENTICATED,
             None => Modes::SECURITY,
+        };
+        let extensions = match &cli.extensions {
+            Some(list) => control::parse_extension_list(list)
+                .map_err(|e| Error::Config(format!("-extensions: {e}")))?,
+            None => control::EXTENSIONS,
         };
         let pbkdf2_count = cli.pbkdf2_count.unwrap_or(DEFAULT_PBKDF2_COUNT);
         if pbkdf2_count < 1024 || !pbkdf2_count.is_power_of_two() {
@@ -863,6 +914,7 @@ impl ServerConfig {
             servwait: dur(&cli.servwait, DEFAULT_SERVWAIT, "servwait")?,
             test_ports,
             modes,
+            extensions,
             keys,
             pbkdf2_count,
             daemon,
@@ -938,6 +990,7 @@ impl ClientConfig {
                 ("-refwait", cli.refwait.is_some()),
                 ("-servwait", cli.servwait.is_some()),
                 ("-modes", cli.modes.is_some()),
+                ("-extensions", cli.extensions.is_some()),
                 ("-pbkdf2-count", cli.pbkdf2_count.is_some()),
                 ("-max-connections", cli.max_connections.is_some()),
                 (
@@ -1143,6 +1196,12 @@ impl ClientConfig {
             source,
             test_ports,
             zero_addresses: cli.zero_addresses.unwrap_or(false),
+            extensions: ClientExtensions {
+                reflect_octets: cli.reflect_octets,
+                symmetrical: cli.symmetrical.unwrap_or(false),
+                dscp_ecn: cli.dscp_ecn.unwrap_or(false),
+                individual: cli.individual.unwrap_or(false),
+            },
             connect_timeout: dur(
                 &cli.connect_timeout,
                 DEFAULT_CONNECT_TIMEOUT,

@@ -89,6 +89,7 @@ struct File {
     light_senders: Option<usize>,
     light_idle: Option<Text>,
     light_key: Option<String>,
+    extensions: Option<String>,
 }
 
 /// 1-based line of byte offset `at` in `text`.
@@ -172,6 +173,7 @@ fn merge(cli: &mut Cli, f: File) {
     or(&mut cli.light_senders, f.light_senders);
     or(&mut cli.light_idle, f.light_idle.map(Text::text));
     or(&mut cli.light_key, f.light_key);
+    or(&mut cli.extensions, f.extensions);
 }
 
 /// The command line with the file's settings filled in where no flag was given.

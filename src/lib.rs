@@ -12,6 +12,7 @@
 //! | RFC 5357 §4.1 | the Session-Sender | [`sender`] |
 //! | RFC 5357 App. I, RFC 8762, RFC 8972, RFC 9503 | TWAMP-Light / STAMP packets and TLVs on the wire | [`wire::stamp`], [`wire::tlv`] |
 //! | RFC 8762 §4, RFC 8972 §3–4 | the TWAMP-Light / STAMP Session-Reflector (pure), the sender's packet builder and reply reader | [`light`], [`light::sender`] |
+//! | RFC 5938, RFC 6038, RFC 7750 | extensions: Modes negotiation and the server's state machine ([`control`]), Start-N/Stop-N ([`wire::command`], [`client::ControlClient`]), layouts and S-DSCP-ECN ([`wire::test`]), the reflector's copy ([`reflector`]), the sender's checks ([`sender::TestExtensions`]) | see docs/rfc-extensions.md |
 //! | RFC 5357 §4.1 | the result of a run, and its exit code | [`report`] |
 //! | — | rendering a report (`-format`) | [`output`] |
 //! | — | SVG pictures of a run and of saved records (cargo feature `plot`) | `plot` |

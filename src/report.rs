@@ -5,6 +5,7 @@
 //! timestamps, if anything) and the error if the run failed. [`Report::exit_code`] is the one
 //! place a run's exit status is decided. Nothing here does I/O.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,7 +15,51 @@ use crate::error::{exit, Error};
 use crate::light::sender::{classify, ReflectorKind};
 use crate::sender::{Outcome, Schedule};
 use crate::stats::{self, DelayStats, PacketResult, PeerProblem, Summary};
-use crate::wire::Sid;
+use crate::wire::{Modes, Sid};
+
+/// The Modes extension bits of a run (RFC 5938, RFC 6038, RFC 7750).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extensions {
+    /// The Server-Greeting's Modes.
+    pub offered: Modes,
+    /// The extension bits chosen in Set-Up-Response.
+    pub used: Modes,
+}
+
+/// RFC 6038 Reflect Octets of one session: what was asked and what Accept-Session said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReflectOctetsReport {
+    /// Length of padding to reflect.
+    pub length: u16,
+    /// Octets to be reflected, as sent in Request-TW-Session.
+    pub octets_to_be_reflected: u16,
+    /// Reflected octets, as Accept-Session returned them (RFC 6038 §4.3: MUST be a copy).
+    pub reflected_octets: u16,
+    /// Server octets of Accept-Session (carried first in the padding when non-zero).
+    pub server_octets: u16,
+}
+
+impl ReflectOctetsReport {
+    /// Whether Accept-Session returned the Octets to be reflected unchanged.
+    pub fn echoed(&self) -> bool {
+        self.reflected_octets == self.octets_to_be_reflected
+    }
+}
+
+/// RFC 7750 DSCP and ECN Monitoring of one session: what the reflector received against
+/// what we sent, so a re-marking forward path shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DscpEcnReport {
+    /// The DSCP our packets were sent with.
+    pub sent_dscp: u8,
+    /// Reflections by the DSCP the reflector received (S-DSCP).
+    pub dscp_received: BTreeMap<u8, u64>,
+    /// Reflections by the ECN codepoint the reflector received (S-ECN: 0 Not-ECT, 1 ECT(1),
+    /// 2 ECT(0), 3 CE).
+    pub ecn_received: BTreeMap<u8, u64>,
+    /// Reflections whose S-DSCP differs from `sent_dscp`: re-marked on the way there.
+    pub remarked: u64,
+}
 
 /// One test session of a run.
 #[derive(Debug, Clone)]
@@ -47,6 +92,12 @@ pub struct SessionReport {
     pub summary: Summary,
     /// What is wrong with the reflector's timestamps or SID, if anything.
     pub problems: Vec<PeerProblem>,
+    /// RFC 6038 Reflect Octets, when negotiated.
+    pub reflect_octets: Option<ReflectOctetsReport>,
+    /// RFC 7750 DSCP and ECN Monitoring was negotiated for this session.
+    pub dscp_ecn_monitored: bool,
+    /// Stopped by Stop-N-Sessions when it was done, while other sessions went on (RFC 5938).
+    pub stopped_early: bool,
 }
 
 impl SessionReport {
@@ -76,7 +127,32 @@ impl SessionReport {
             outcome: Outcome::default(),
             summary: stats::summarize(&[], &[]),
             problems: Vec::new(),
+            reflect_octets: None,
+            dscp_ecn_monitored: false,
+            stopped_early: false,
         }
+    }
+
+    /// RFC 7750: the DSCP and ECN the reflector received, when monitored.
+    pub fn dscp_ecn(&self) -> Option<DscpEcnReport> {
+        if !self.dscp_ecn_monitored {
+            return None;
+        }
+        let mut r = DscpEcnReport {
+            sent_dscp: self.dscp,
+            dscp_received: BTreeMap::new(),
+            ecn_received: BTreeMap::new(),
+            remarked: 0,
+        };
+        for (&octet, &n) in &self.outcome.sender_dscp_ecn {
+            let v = crate::wire::SenderDscpEcn(octet);
+            *r.dscp_received.entry(v.dscp()).or_insert(0) += n;
+            *r.ecn_received.entry(v.ecn()).or_insert(0) += n;
+            if v.dscp() != self.dscp {
+                r.remarked += n;
+            }
+        }
+        Some(r)
     }
 
     /// Takes the session's outcome and computes its summary.
@@ -160,6 +236,10 @@ pub struct Report {
     pub light: Option<&'static str>,
     /// The sessions accepted, in request order.
     pub sessions: Vec<SessionReport>,
+    /// What the greeting offered and what was used beyond RFC 5357, once set up.
+    pub extensions: Option<Extensions>,
+    /// What the reader should know about the run: extensions asked for and not offered.
+    pub notes: Vec<String>,
     /// Why the run failed, if it did; what was measured before stays in `sessions`.
     pub error: Option<Error>,
 }
@@ -175,6 +255,8 @@ impl Report {
             mode: None,
             light: None,
             sessions: Vec::new(),
+            extensions: None,
+            notes: Vec::new(),
             error: None,
         }
     }

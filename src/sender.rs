@@ -13,6 +13,7 @@
 //! Memory: a session keeps one [`Sent`] per packet sent and one [`Reply`] per reflection
 //! received, allocated as the packets exist, never up front for the whole count.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -120,6 +121,29 @@ pub struct Plan {
     pub light: Option<LightSender>,
 }
 
+/// What a session checks in each reflection beyond RFC 5357, as negotiated (RFC 6038, RFC 7750).
+/// The default checks nothing and costs nothing per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TestExtensions {
+    /// RFC 6038 Length of padding to reflect: the first this many padding octets must come
+    /// back unchanged right after the reflector base (§5.2.1).
+    pub reflect_len: u16,
+    /// RFC 6038 §4.3 Server octets: when non-zero, the first two octets of the padding to be
+    /// reflected (§5.1.2).
+    pub server_octets: u16,
+    /// RFC 7750: read S-DSCP-ECN from each reflection.
+    pub dscp_ecn: bool,
+}
+
+/// How the padding to be reflected came back (RFC 6038).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReflectedPadding {
+    /// Reflections whose Packet Padding (from Session-Sender) equals what we sent.
+    pub intact: u64,
+    /// Reflections where it differs (or is cut short).
+    pub altered: u64,
+}
+
 /// What came back, and what was sent, in one test session.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -139,6 +163,11 @@ pub struct Outcome {
     /// How late each packet left against its planned time, in nanoseconds (capped at
     /// `u32::MAX`, about 4.3 s), in send order.
     pub late_ns: Vec<u32>,
+    /// RFC 6038: how the padding to be reflected came back (all zero without the mode).
+    pub reflected_padding: ReflectedPadding,
+    /// RFC 7750: reflections by the S-DSCP-ECN octet the reflector reported (the TOS octet
+    /// it received: DSCP << 2 | ECN); empty without the mode.
+    pub sender_dscp_ecn: BTreeMap<u8, u64>,
 }
 
 /// Why a received datagram did not become a [`Reply`].
@@ -183,6 +212,7 @@ pub struct Sender {
     /// The longest T4 − T1 seen: how long a late duplicate may still take.
     max_rtt: Duration,
     outcome: Outcome,
+    ext: TestExtensions,
 }
 
 /// The shortest wait for late duplicates once every packet is back.
@@ -224,7 +254,19 @@ impl Sender {
             all_back_at: None,
             max_rtt: Duration::ZERO,
             outcome: Outcome::default(),
+            ext: TestExtensions::default(),
         }
+    }
+
+    /// Checks the negotiated RFC 6038 / RFC 7750 fields in every reflection, and puts non-zero
+    /// Server octets first in the padding to be reflected (RFC 6038 §5.1.2).
+    pub fn with_extensions(mut self, ext: TestExtensions) -> Self {
+        let base = self.plan.layout.sender.base;
+        if ext.server_octets != 0 && ext.reflect_len >= 2 && self.packet.len() >= base + 2 {
+            self.packet[base..base + 2].copy_from_slice(&ext.server_octets.to_be_bytes());
+        }
+        self.ext = ext;
+        self
     }
 
     pub fn plan(&self) -> &Plan {
@@ -400,7 +442,28 @@ impl Sender {
         }
     }
 
-    fn parse_reflection(&self, d: Datagram<'_>, clock: &dyn Clock) -> Option<Reply> {
+    /// The RFC 6038 / RFC 7750 checks of one reflection (decrypted, at least the base long).
+    fn check_extensions(&mut self, bytes: &[u8]) {
+        let r = self.plan.layout.reflector;
+        if self.ext.reflect_len > 0 {
+            let n = usize::from(self.ext.reflect_len);
+            let s = self.plan.layout.sender.base;
+            let sent = self.packet.get(s..s + n);
+            let back = bytes.get(r.base..r.base + n);
+            if sent.is_some() && sent == back {
+                self.outcome.reflected_padding.intact += 1;
+            } else {
+                self.outcome.reflected_padding.altered += 1;
+            }
+        }
+        if self.ext.dscp_ecn {
+            if let Ok(v) = ReflectorPacket::parse_sender_dscp_ecn(bytes, &r) {
+                *self.outcome.sender_dscp_ecn.entry(v.0).or_insert(0) += 1;
+            }
+        }
+    }
+
+    fn parse_reflection(&mut self, d: Datagram<'_>, clock: &dyn Clock) -> Option<Reply> {
         if let Some(l) = &self.plan.light {
             if d.truncated {
                 return None;
@@ -430,6 +493,9 @@ impl Sender {
             c.open_reflected(d.bytes).ok()?;
         }
         let p = ReflectorPacket::parse(d.bytes, &r).ok()?;
+        if self.ext != TestExtensions::default() {
+            self.check_extensions(d.bytes);
+        }
         Some(Reply {
             sender_seq: p.sender_seq,
             reflector_seq: p.seq,
@@ -551,8 +617,20 @@ pub fn run(
     sessions: &mut [Session],
     clock: &dyn Clock,
     stop: &AtomicBool,
-    mut progress: impl FnMut(&Progress),
+    progress: impl FnMut(&Progress),
     mut watch: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    run_watching(sessions, clock, stop, progress, |_| watch())
+}
+
+/// As [`run`], with `watch` shown the sessions: the Control-Client stops each one that is
+/// done while the others go on (RFC 5938 Stop-N-Sessions).
+pub fn run_watching(
+    sessions: &mut [Session],
+    clock: &dyn Clock,
+    stop: &AtomicBool,
+    mut progress: impl FnMut(&Progress),
+    mut watch: impl FnMut(&[Session]) -> Result<()>,
 ) -> Result<()> {
     let mut tx = vec![
         0u8;
@@ -579,7 +657,7 @@ pub fn run(
     loop {
         if last_watch.elapsed() >= WATCH_EVERY {
             last_watch = Instant::now();
-            watch()?;
+            watch(sessions)?;
         }
         if stop.load(Ordering::Relaxed) {
             for s in sessions.iter_mut() {

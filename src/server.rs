@@ -31,8 +31,8 @@ use crate::error::{Error, Op, Result};
 use crate::reflector::{self, Engine, Reflector, Registration};
 use crate::time::{Clock, SystemClock};
 use crate::wire::{
-    Accept, AcceptSession, Command, RequestTwSession, ServerGreeting, ServerStart, SetUpResponse,
-    StartAck, StopSessions,
+    Accept, AcceptSession, Command, ReflectOctetsRequest, RequestTwSession, ServerGreeting,
+    ServerStart, SetUpResponse, Sid, StartAck, StartNSessions, StopNSessions, StopSessions,
 };
 use crate::{addr, net};
 
@@ -759,7 +759,21 @@ fn drive(
                     let bound = bind_session(b, conn);
                     actions.extend(machine.handle(Input::Bound(bound)));
                 }
-                Action::Start => start(conn)?,
+                Action::Start => start(conn, None)?,
+                Action::StartN(sids) => start(conn, Some(&sids))?,
+                Action::StopN(sids) => {
+                    // RFC 5938 §4.2: a stopped session is reflected for its Timeout, then
+                    // ignored; one only accepted is discarded. The others go on.
+                    let before = conn.pending.len();
+                    conn.pending.retain(|p| !sids.contains(&p.bind.sid));
+                    let running = sids.len() - (before - conn.pending.len());
+                    if let Some(e) = sh.engine.get() {
+                        for sid in &sids {
+                            e.stop_one(conn.id, &sid.to_string(), None);
+                        }
+                    }
+                    conn.running = conn.running.saturating_sub(running);
+                }
                 Action::Stop => {
                     conn.pending.clear();
                     // RFC 5357 §3.8: keep reflecting for each session's Timeout, then stop.
@@ -829,6 +843,31 @@ fn drive(
                     }
                 }
             }
+            Expect::RestN { command, what } => {
+                let mut first = [0u8; 16];
+                first.copy_from_slice(&msg[..16]);
+                let n_len = if command == Command::StartNSessions {
+                    StartNSessions::message_len(&first)
+                } else {
+                    StopNSessions::message_len(&first)
+                };
+                let parsed = match n_len {
+                    Err(e) => Err(e),
+                    Ok(len) => {
+                        let by = Instant::now() + sh.config.message_timeout;
+                        let mut m = vec![0u8; len];
+                        m[..16].copy_from_slice(&first);
+                        ch.recv_part(&mut m[16..], by, what)?;
+                        ch.verify(&m, what)?;
+                        Ok(m)
+                    }
+                };
+                if command == Command::StartNSessions {
+                    Input::StartNSessions(parsed.and_then(|m| StartNSessions::parse(&m)))
+                } else {
+                    Input::StopNSessions(parsed.and_then(|m| StopNSessions::parse(&m)))
+                }
+            }
             Expect::Rest { command, len, what } => {
                 let by = Instant::now() + sh.config.message_timeout;
                 ch.recv_part(&mut msg[16..len], by, what)?;
@@ -836,6 +875,7 @@ fn drive(
                 match command {
                     Command::RequestTwSession => Input::RequestTwSession {
                         request: RequestTwSession::parse(&msg),
+                        reflect: ReflectOctetsRequest::parse(&msg),
                         now: sh.clock.now(),
                         random: random()?,
                     },
@@ -876,6 +916,18 @@ fn send(ch: &mut ControlStream<SharedStream>, m: Message) -> Result<()> {
             let mut b = [0u8; StartAck::LEN];
             a.emit(&mut b);
             ch.send(&mut b, "Start-Ack")
+        }
+        Message::StartNAck(a) => {
+            let mut b = vec![0u8; a.wire_len()];
+            a.emit(&mut b)
+                .map_err(|e| Error::Protocol(format!("Start-N-Ack: {e}")))?;
+            ch.send(&mut b, "Start-N-Ack")
+        }
+        Message::StopNAck(a) => {
+            let mut b = vec![0u8; a.wire_len()];
+            a.emit(&mut b)
+                .map_err(|e| Error::Protocol(format!("Stop-N-Ack: {e}")))?;
+            ch.send(&mut b, "Stop-N-Ack")
         }
     }
 }
@@ -920,6 +972,13 @@ fn bind_session(b: decide::Bind, conn: &mut Conn<'_>) -> std::result::Result<u16
             log::warn!("{}: cannot set DSCP {}: {e}", conn.peer, b.spec.dscp);
         }
     }
+    // RFC 7750: only sessions that report the received DSCP/ECN pay for its cmsg.
+    if b.dscp_ecn {
+        net::set_recv_tos(&socket).map_err(|e| decide::Refusal {
+            accept: Accept::InternalError,
+            reason: format!("cannot read the TOS of test packets (RFC 7750): {e}"),
+        })?;
+    }
     let port = socket
         .local_addr()
         .map(|a| a.port())
@@ -935,8 +994,9 @@ fn bind_session(b: decide::Bind, conn: &mut Conn<'_>) -> std::result::Result<u16
     Ok(port)
 }
 
-/// Hands every bound session to the reflector engine (RFC 5357 §3.7: before Start-Ack).
-fn start(conn: &mut Conn<'_>) -> Result<()> {
+/// Hands every bound session to the reflector engine (RFC 5357 §3.7: before Start-Ack), or
+/// only those of `sids` (RFC 5938 Start-N-Sessions: before Start-N-Ack).
+fn start(conn: &mut Conn<'_>, sids: Option<&[Sid]>) -> Result<()> {
     let sh = conn.sh;
     let Some(engine) = sh.engine.get() else {
         return Err(Error::io(
@@ -945,9 +1005,17 @@ fn start(conn: &mut Conn<'_>) -> Result<()> {
             std::io::Error::other("the reflector engine is not running"),
         ));
     };
-    for p in conn.pending.drain(..) {
+    let (now, later): (Vec<Pending>, Vec<Pending>) = conn
+        .pending
+        .drain(..)
+        .partition(|p| sids.is_none_or(|s| s.contains(&p.bind.sid)));
+    conn.pending = later;
+    for p in now {
         let b = p.bind;
-        let r = Reflector::new(b.layout, b.cipher, b.spec.peer).expecting(b.sender_len);
+        let mut r = Reflector::new(b.layout, b.cipher, b.spec.peer).expecting(b.sender_len);
+        if b.dscp_ecn {
+            r = r.monitoring_dscp_ecn();
+        }
         engine
             .add(Registration {
                 owner: conn.id,

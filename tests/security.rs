@@ -736,7 +736,7 @@ fn secure_only_server_closes_an_open_mode_set_up_response() {
     let srv = secure_server("127.0.0.1:0", Modes::AUTHENTICATED.union(Modes::ENCRYPTED));
     let mut c = RawClient::connect(srv.addr);
     let g = ServerGreeting::parse(&c.read::<64>().unwrap());
-    assert_eq!(g.modes, Modes(2 | 4));
+    assert_eq!(g.modes.security(), Modes(2 | 4));
     let mut b = [0u8; SetUpResponse::LEN];
     SetUpResponse::open().emit(&mut b);
     c.write(&b).unwrap();

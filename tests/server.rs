@@ -26,7 +26,7 @@ fn greeting_offers_open_mode_with_a_valid_count() {
     let srv = TestServer::start(server_config("127.0.0.1:0"));
     let mut c = RawClient::connect(srv.addr);
     let g = c.setup_open();
-    assert_eq!(g.modes, Modes::UNAUTHENTICATED);
+    assert_eq!(g.modes.security(), Modes::UNAUTHENTICATED);
     assert!(g.count >= 1024 && g.count.is_power_of_two());
     assert_ne!(g.challenge, [0; 16]);
 }
@@ -175,6 +175,6 @@ fn dual_stack_listener_serves_v4_and_v6() {
         let addr = std::net::SocketAddr::new(host.parse().unwrap(), port);
         let mut c = RawClient::connect(addr);
         let g = c.setup_open();
-        assert_eq!(g.modes, Modes::UNAUTHENTICATED, "{host}");
+        assert_eq!(g.modes.security(), Modes::UNAUTHENTICATED, "{host}");
     }
 }

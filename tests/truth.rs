@@ -235,6 +235,7 @@ fn injected_loss_duplicates_reordering_and_delay_are_reported_exactly() {
         duplicate: set(&[11]),
         reorder: set(&[30]),
         reorder_by: hold,
+        dscp: None,
     };
     let bck = Impairment {
         delay,
@@ -242,6 +243,7 @@ fn injected_loss_duplicates_reordering_and_delay_are_reported_exactly() {
         duplicate: set(&[20]),
         reorder: set(&[40]),
         reorder_by: hold,
+        dscp: None,
     };
     let r = run(fwd, bck);
     let s = &r.summary;

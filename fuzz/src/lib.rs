@@ -475,6 +475,7 @@ pub fn reflector(data: &[u8]) -> u32 {
                 bytes: &mut rx,
                 from,
                 ttl,
+                tos: None,
                 at,
             },
             &clock,

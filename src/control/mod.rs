@@ -33,8 +33,14 @@ pub enum Error {
     /// Start-Sessions before any Request-TW-Session was accepted (RFC 5357 §3.7).
     StartWithoutSessions,
     /// Request-TW-Session while sessions run: RFC 5357 has no way to add a session to a
-    /// started set (RFC 5938 has; we do not implement it).
+    /// started set (RFC 5938 has: with Individual Session Control it is allowed).
     RequestAfterStart,
+    /// Start-Sessions or Stop-Sessions with Individual Session Control chosen (RFC 5938 §2:
+    /// they "MUST NOT be used").
+    NotWithIndividualControl(&'static str),
+    /// A Start-N-Sessions or Stop-N-Sessions whose SID list cannot be read (Number of
+    /// Sessions 0 or over `wire::command::MAX_SIDS`; RFC 5938 §3.2).
+    BadSessionList(String),
     /// Start-Sessions while sessions run.
     StartWhileTesting,
     /// Command 1, OWAMP's Request-Session, is forbidden in TWAMP (RFC 5357 §3.5).
@@ -104,6 +110,11 @@ impl fmt::Display for Error {
                 "Request-TW-Session after Start-Sessions (not supported without RFC 5938)"
             ),
             Error::StartWhileTesting => write!(f, "Start-Sessions while sessions are running"),
+            Error::NotWithIndividualControl(what) => write!(
+                f,
+                "{what} with Individual Session Control chosen (RFC 5938: MUST NOT be used)"
+            ),
+            Error::BadSessionList(why) => write!(f, "unreadable SID list: {why}"),
             Error::ForbiddenCommand => {
                 write!(f, "command 1 (OWAMP Request-Session) is forbidden in TWAMP")
             }
@@ -279,6 +290,55 @@ pub fn parse_mode_list(s: &str) -> Result<Vec<SecurityMode>, String> {
     Ok(out)
 }
 
+/// The extension bits this implementation knows and can offer (docs/rfc-extensions.md):
+/// Individual Session Control (16, RFC 5938), Reflect Octets (32) and Symmetrical Size (64,
+/// RFC 6038), DSCP and ECN Monitoring (256, RFC 7750).
+pub const EXTENSIONS: Modes = Modes(16 | 32 | 64 | 256);
+
+/// The extensions by the names the command line uses, in Modes order.
+pub const EXTENSION_NAMES: [(Modes, &str); 4] = [
+    (Modes::INDIVIDUAL_SESSION_CONTROL, "individual"),
+    (Modes::REFLECT_OCTETS, "reflect-octets"),
+    (Modes::SYMMETRICAL_SIZE, "symmetrical"),
+    (Modes::DSCP_ECN_MONITORING, "dscp-ecn"),
+];
+
+/// Parses `-extensions`: `all`, `none`, or a comma-separated list of `individual`,
+/// `reflect-octets`, `symmetrical`, `dscp-ecn` (or their Modes values 16, 32, 64, 256).
+pub fn parse_extension_list(s: &str) -> Result<Modes, String> {
+    let mut out = Modes(0);
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let p = part.to_ascii_lowercase();
+        let bit = match p.as_str() {
+            "all" => EXTENSIONS,
+            "none" => Modes(0),
+            "individual" | "individual-session-control" | "rfc5938" | "16" => {
+                Modes::INDIVIDUAL_SESSION_CONTROL
+            }
+            "reflect-octets" | "32" => Modes::REFLECT_OCTETS,
+            "symmetrical" | "symmetrical-size" | "64" => Modes::SYMMETRICAL_SIZE,
+            "dscp-ecn" | "dscp-ecn-monitoring" | "rfc7750" | "256" => Modes::DSCP_ECN_MONITORING,
+            _ => {
+                return Err(format!(
+                    "unknown extension '{part}' (all, none, individual, reflect-octets, \
+                     symmetrical, dscp-ecn)"
+                ))
+            }
+        };
+        out = out.union(bit);
+    }
+    Ok(out)
+}
+
+/// The command-line names of the extension bits in `m`.
+pub fn extension_names(m: Modes) -> Vec<&'static str> {
+    EXTENSION_NAMES
+        .iter()
+        .filter(|(bit, _)| m.contains(*bit))
+        .map(|(_, name)| *name)
+        .collect()
+}
+
 /// The union of the modes' bits.
 pub fn modes_of(list: &[SecurityMode]) -> Modes {
     list.iter().fold(Modes(0), |acc, m| acc.union(m.bit()))
@@ -354,6 +414,25 @@ mod tests {
         assert_eq!(
             modes_of(&[SecurityMode::Open, SecurityMode::Mixed]),
             Modes(9)
+        );
+    }
+
+    #[test]
+    fn extension_lists() {
+        assert_eq!(
+            parse_extension_list("all").unwrap(),
+            Modes(16 | 32 | 64 | 256)
+        );
+        assert_eq!(parse_extension_list("none").unwrap(), Modes(0));
+        assert_eq!(
+            parse_extension_list("reflect-octets, dscp-ecn").unwrap(),
+            Modes(32 | 256)
+        );
+        assert_eq!(parse_extension_list("16,64").unwrap(), Modes(16 | 64));
+        assert!(parse_extension_list("ikev2").is_err());
+        assert_eq!(
+            extension_names(Modes(7 | 16 | 256)),
+            vec!["individual", "dscp-ecn"]
         );
     }
 }

@@ -112,7 +112,28 @@ fn session(r: &Report, m: &SessionReport) -> Value {
             "kind": p.kind(),
             "message": p.to_string(),
         })).collect::<Vec<_>>(),
+        "reflect_octets": m.reflect_octets.map(|x| json!({
+            "length_octets": x.length,
+            "octets_to_be_reflected": x.octets_to_be_reflected,
+            "reflected_octets": x.reflected_octets,
+            "echoed": x.echoed(),
+            "server_octets": x.server_octets,
+            "intact": m.outcome.reflected_padding.intact,
+            "altered": m.outcome.reflected_padding.altered,
+        })),
+        "dscp_ecn": m.dscp_ecn().map(|d| json!({
+            "sent_dscp": d.sent_dscp,
+            "dscp_received": counts(&d.dscp_received),
+            "ecn_received": counts(&d.ecn_received),
+            "remarked": d.remarked,
+        })),
+        "stopped_early": m.stopped_early,
     })
+}
+
+/// A distribution as an object keyed by the value (JSON keys are strings).
+fn counts(m: &std::collections::BTreeMap<u8, u64>) -> Value {
+    Value::Object(m.iter().map(|(k, n)| (k.to_string(), json!(n))).collect())
 }
 
 fn summary(m: &SessionReport) -> Value {
@@ -169,6 +190,11 @@ pub fn value(r: &Report) -> Value {
             "port": r.port,
             "address": r.server.map(|a| a.ip().to_string()),
         },
+        "extensions": r.extensions.map(|x| json!({
+            "offered": crate::control::extension_names(x.offered),
+            "used": crate::control::extension_names(x.used),
+        })),
+        "notes": r.notes,
         "session": first.map(|m| session(r, m)),
         "summary": first.map(summary),
         "sessions": r.sessions.iter().map(|m| json!({

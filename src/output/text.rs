@@ -18,6 +18,13 @@ pub fn render(r: &Report) -> String {
         "--- twamp statistics for {target}, started {} ---",
         r.started
     );
+    if let Some(x) = r.extensions.filter(|x| !x.used.is_empty()) {
+        let _ = writeln!(
+            o,
+            "extensions: {}",
+            crate::control::extension_names(x.used).join(", ")
+        );
+    }
     let n = r.sessions.len();
     for (i, s) in r.sessions.iter().enumerate() {
         if n > 1 {
@@ -49,10 +56,64 @@ pub fn render(r: &Report) -> String {
             t.loss_ratio * 100.0,
         );
     }
+    for note in &r.notes {
+        let _ = writeln!(o, "note: {note}");
+    }
     if let Some(e) = &r.error {
         let _ = writeln!(o, "FAILED ({}): {e}", e.kind());
     }
     o
+}
+
+/// The RFC 6038 / RFC 7750 / RFC 5938 lines of a session, when negotiated.
+fn extensions(o: &mut String, m: &SessionReport) {
+    if let Some(x) = &m.reflect_octets {
+        let p = &m.outcome.reflected_padding;
+        let _ = writeln!(
+            o,
+            "reflect octets (RFC 6038): {} octets of padding, intact in {} of {} reflections; \
+             Accept-Session returned 0x{:04x} for 0x{:04x}{}",
+            x.length,
+            p.intact,
+            p.intact + p.altered,
+            x.reflected_octets,
+            x.octets_to_be_reflected,
+            if x.echoed() { "" } else { " (WRONG)" }
+        );
+    }
+    if let Some(d) = m.dscp_ecn() {
+        let total: u64 = d.dscp_received.values().sum();
+        let list = |map: &std::collections::BTreeMap<u8, u64>, name: fn(u8) -> String| {
+            map.iter()
+                .map(|(k, n)| format!("{} x{n}", name(*k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let ecn = |e: u8| ["not-ect", "ect1", "ect0", "ce"][usize::from(e & 3)].to_string();
+        let _ = writeln!(
+            o,
+            "DSCP at the reflector (RFC 7750): sent {}, received {}; re-marked {} of {total}; \
+             ECN received {}",
+            d.sent_dscp,
+            if total == 0 {
+                "-".to_string()
+            } else {
+                list(&d.dscp_received, |k| k.to_string())
+            },
+            d.remarked,
+            if total == 0 {
+                "-".to_string()
+            } else {
+                list(&d.ecn_received, ecn)
+            }
+        );
+    }
+    if m.stopped_early {
+        let _ = writeln!(
+            o,
+            "stopped with Stop-N-Sessions when done, while the others went on (RFC 5938)"
+        );
+    }
 }
 
 fn session(o: &mut String, r: &Report, m: &SessionReport) {
@@ -164,6 +225,7 @@ fn session(o: &mut String, r: &Report, m: &SessionReport) {
         hops(&s.hops_forward),
         hops(&s.hops_backward)
     );
+    extensions(o, m);
     for p in &m.problems {
         let _ = writeln!(o, "reflector timestamps invalid: {p}");
     }

@@ -113,6 +113,8 @@ enum Msg {
     Stop {
         owner: Owner,
         grace: Option<Duration>,
+        /// Only the socket registered under this name (RFC 5938 Stop-N-Sessions), or all.
+        name: Option<String>,
     },
     /// Drop the owner's sockets now.
     Close {
@@ -214,7 +216,29 @@ impl Engine {
     /// Stops the owner's sockets after `grace`, or after each one's linger when `None`.
     pub fn stop(&self, owner: Owner, grace: Option<Duration>) {
         for w in &self.workers {
-            self.send(w, Msg::Stop { owner, grace });
+            self.send(
+                w,
+                Msg::Stop {
+                    owner,
+                    grace,
+                    name: None,
+                },
+            );
+        }
+    }
+
+    /// Stops one of the owner's sockets, the one registered under `name`, after `grace` or its
+    /// linger; the owner's others go on (RFC 5938 Stop-N-Sessions).
+    pub fn stop_one(&self, owner: Owner, name: &str, grace: Option<Duration>) {
+        for w in &self.workers {
+            self.send(
+                w,
+                Msg::Stop {
+                    owner,
+                    grace,
+                    name: Some(name.to_string()),
+                },
+            );
         }
     }
 
@@ -345,9 +369,9 @@ impl Thread {
         while let Ok(m) = self.rx.try_recv() {
             match m {
                 Msg::Add(reg) => self.add(*reg, now, generation),
-                Msg::Stop { owner, grace } => {
+                Msg::Stop { owner, grace, name } => {
                     for e in self.table.iter_mut().flatten() {
-                        if e.reg.owner == owner {
+                        if e.reg.owner == owner && name.as_ref().is_none_or(|n| *n == e.reg.name) {
                             let at = now + grace.unwrap_or(e.reg.linger);
                             e.stop_at = Some(e.stop_at.map_or(at, |old| old.min(at)));
                         }
@@ -501,6 +525,7 @@ fn serve(
             bytes: &mut rx[..meta.len],
             from: meta.from.ip(),
             ttl: meta.ttl,
+            tos: meta.tos,
             at: meta.at,
         };
         match e

@@ -84,6 +84,9 @@ pub struct Received<'a> {
     pub from: IpAddr,
     /// TTL / Hop Limit, if the kernel told us.
     pub ttl: Option<u8>,
+    /// TOS / Traffic Class, if the socket asked for it (`net::set_recv_tos`: only sessions
+    /// with DSCP and ECN Monitoring do).
+    pub tos: Option<u8>,
     /// Receive time (T2): the kernel's, or the clock's right after the read.
     pub at: Timestamp,
 }
@@ -98,6 +101,9 @@ pub struct Reflector {
     next_seq: u32,
     /// The negotiated Session-Sender packet size; shorter datagrams are dropped.
     sender_len: usize,
+    /// DSCP and ECN Monitoring (RFC 7750): the offset of S-DSCP-ECN to write the received
+    /// TOS into; `None` without the mode.
+    dscp_ecn_at: Option<usize>,
 }
 
 impl Reflector {
@@ -108,7 +114,17 @@ impl Reflector {
             peer: addr::unmap_ip(peer),
             next_seq: 0,
             sender_len: layout.sender.base,
+            dscp_ecn_at: None,
         }
+    }
+
+    /// Reports the received DSCP and ECN in every reflected packet (RFC 7750 §2.2.1: "the
+    /// Session-Reflector MUST ... copy the DSCP and ECN values from the received
+    /// Session-Sender test packet"). `layout` must be the one with the mode applied
+    /// (`TestLayout::with_modes`); the socket must report the TOS (`net::set_recv_tos`).
+    pub fn monitoring_dscp_ecn(mut self) -> Self {
+        self.dscp_ecn_at = Some(self.layout.reflector.sender_dscp_ecn());
+        self
     }
 
     /// Drops datagrams shorter than `sender_len`, the Session-Sender packet size negotiated
@@ -174,6 +190,14 @@ impl Reflector {
         let reuse = pad.min(avail);
         out[r.base..r.base + reuse].copy_from_slice(&rx.bytes[s.base..s.base + reuse]);
         out[r.base + reuse..].fill(0);
+        // RFC 7750 §2.2.1: S-DSCP-ECN is the octet as received (0 when the kernel did not say;
+        // the Session-Sender then sees DSCP 0, as from a remarking network, not a false match).
+        // The sender's padding reused above is what RFC 6038 §5.2.1 asks to be returned: the
+        // Packet Padding (to be reflected) starts right after each base, and the validation of
+        // Request-TW-Session made sure the truncated padding still holds all of it.
+        if let Some(at) = self.dscp_ecn_at {
+            out[at] = rx.tos.unwrap_or(0);
+        }
         pkt.timestamp = clock.now();
         pkt.emit_timestamp(out, &r);
         if let Some(c) = &self.cipher {
@@ -321,6 +345,7 @@ mod tests {
                         bytes: &mut rx,
                         from: PEER,
                         ttl: Some(64),
+                        tos: None,
                         at: Timestamp::new(100, 0x4000_0000),
                     },
                     &clock,
@@ -367,6 +392,7 @@ mod tests {
                         bytes: &mut rx,
                         from: PEER,
                         ttl: None,
+                        tos: None,
                         at: Timestamp(1),
                     },
                     &clock,
@@ -393,6 +419,7 @@ mod tests {
                         bytes: &mut rx,
                         from: PEER,
                         ttl: None,
+                        tos: None,
                         at: Timestamp(1),
                     },
                     &clock,
@@ -415,6 +442,7 @@ mod tests {
                         bytes: &mut rx,
                         from: PEER,
                         ttl: None,
+                        tos: None,
                         at: Timestamp(1),
                     },
                     &clock,
@@ -436,6 +464,7 @@ mod tests {
                 bytes: &mut rx,
                 from: PEER,
                 ttl: None,
+                tos: None,
                 at: Timestamp(1),
             },
             &clock,
@@ -458,6 +487,7 @@ mod tests {
                         bytes: &mut rx,
                         from: PEER,
                         ttl: None,
+                        tos: None,
                         at: Timestamp(1)
                     },
                     &clock,
@@ -474,6 +504,7 @@ mod tests {
                     bytes: &mut rx,
                     from: other,
                     ttl: None,
+                    tos: None,
                     at: Timestamp(1)
                 },
                 &clock,
@@ -488,6 +519,7 @@ mod tests {
                 bytes: &mut rx,
                 from: mapped,
                 ttl: None,
+                tos: None,
                 at: Timestamp(1),
             },
             &clock,
@@ -496,5 +528,93 @@ mod tests {
         .unwrap();
         let p = ReflectorPacket::parse(&out, &TestLayout::OPEN.reflector).unwrap();
         assert_eq!(p.seq, 0, "dropped datagrams do not use up sequence numbers");
+    }
+
+    /// A sender packet in `layout` with `padding` octets numbered 1, 2, 3, …
+    fn packet_in(layout: &TestLayout, padding: usize) -> Vec<u8> {
+        let base = layout.sender.base;
+        let mut b = vec![0u8; base + padding];
+        SenderPacket {
+            seq: 3,
+            timestamp: Timestamp::new(100, 0),
+            error_estimate: ErrorEstimate(0x0001),
+        }
+        .emit(&mut b, &layout.sender)
+        .unwrap();
+        for (i, p) in b[base..].iter_mut().enumerate() {
+            *p = (i as u8).wrapping_add(1);
+        }
+        b
+    }
+
+    fn reflect_once(r: &mut Reflector, rx: &mut [u8], tos: Option<u8>, out: &mut [u8]) -> usize {
+        r.reflect(
+            Received {
+                bytes: rx,
+                from: PEER,
+                ttl: Some(64),
+                tos,
+                at: Timestamp(1),
+            },
+            &FakeClock::at(Timestamp(2)),
+            out,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn dscp_ecn_monitoring_copies_the_received_tos() {
+        // RFC 7750 Figure 2: S-DSCP-ECN at 41, MBZ 42..44, padding from 44.
+        let layout = TestLayout::OPEN.with_modes(crate::wire::Modes::DSCP_ECN_MONITORING);
+        let mut r = Reflector::new(layout, None, PEER)
+            .expecting(14 + 30)
+            .monitoring_dscp_ecn();
+        let mut out = vec![0xa5u8; 2048];
+        let mut rx = packet_in(&layout, 30);
+        // EF (46) with ECT(0) as received: 46 << 2 | 2.
+        let n = reflect_once(&mut r, &mut rx, Some(0xba), &mut out);
+        assert_eq!(n, 44, "equal sizes: 14 + 30 in, 44 out");
+        let v = ReflectorPacket::parse_sender_dscp_ecn(&out[..n], &layout.reflector).unwrap();
+        assert_eq!((v.dscp(), v.ecn()), (46, 2));
+        assert_eq!(&out[42..44], &[0, 0], "MBZ");
+        // Unknown TOS: zero, never a stale value.
+        let n = reflect_once(&mut r, &mut rx, None, &mut out);
+        assert_eq!(out[41], 0, "{n}");
+        // Without the mode octet 41 is the sender's padding, as before.
+        let mut plain = Reflector::new(TestLayout::OPEN, None, PEER);
+        let mut rx = packet_in(&TestLayout::OPEN, 27);
+        reflect_once(&mut plain, &mut rx, Some(0xba), &mut out);
+        assert_eq!(out[40], 64, "Sender TTL");
+    }
+
+    #[test]
+    fn reflect_octets_and_symmetrical_size_come_back_as_sent() {
+        // RFC 6038 §5.2.1: the padding to be reflected right after the reflector base; with
+        // truncation (open, 27) the sender carries 27 + 8 octets of padding.
+        let mut out = vec![0xa5u8; 2048];
+        let mut r = Reflector::new(TestLayout::OPEN, None, PEER).expecting(14 + 35);
+        let mut rx = packet_in(&TestLayout::OPEN, 35);
+        let n = reflect_once(&mut r, &mut rx, None, &mut out);
+        assert_eq!(n, 49);
+        let sent = SenderPacket::padding_to_reflect(&rx, &TestLayout::OPEN.sender, 8).unwrap();
+        assert_eq!(&out[41..49], sent, "the 8 octets, unchanged");
+        // Symmetrical Size (§5.2.2): sender base 41, a packet as long as the sender's, the
+        // whole padding reflected.
+        let layout = TestLayout::SYMMETRICAL_OPEN;
+        let mut r = Reflector::new(layout, None, PEER).expecting(41 + 8);
+        let mut rx = packet_in(&layout, 8);
+        let n = reflect_once(&mut r, &mut rx, None, &mut out);
+        assert_eq!(n, 49, "same length both ways");
+        assert_eq!(&out[41..49], &rx[41..49]);
+        // Symmetrical with DSCP and ECN (Figure 4: sender base 42, reflector base 44).
+        let layout = TestLayout::SYMMETRICAL_DSCP_ECN_OPEN;
+        let mut r = Reflector::new(layout, None, PEER)
+            .expecting(42 + 10)
+            .monitoring_dscp_ecn();
+        let mut rx = packet_in(&layout, 10);
+        let n = reflect_once(&mut r, &mut rx, Some(4), &mut out);
+        assert_eq!(n, 52);
+        assert_eq!(out[41], 4);
+        assert_eq!(&out[44..52], &rx[42..50]);
     }
 }

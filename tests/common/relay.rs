@@ -2,6 +2,8 @@
 //! own. It sits between a Session-Sender and a Session-Reflector, adds a fixed delay each way,
 //! and drops, duplicates or delays (reorders) chosen packets, chosen by the Sender Sequence
 //! Number they carry (offset 0 in the sender's packet, offset 24 in the reflection, open layout).
+//! It can also re-mark a direction: every datagram it forwards leaves with the DSCP given, as
+//! behind a router that rewrites the TOS (RFC 7750 tests).
 #![allow(dead_code)]
 
 use std::cmp::Reverse;
@@ -21,6 +23,9 @@ pub struct Impairment {
     /// Held back by `reorder_by` more than the others, so it arrives after its successor.
     pub reorder: BTreeSet<u32>,
     pub reorder_by: Duration,
+    /// Re-mark: forward every datagram of this direction with this DSCP (the outgoing
+    /// socket's, `net::set_dscp`), whatever it arrived with.
+    pub dscp: Option<u8>,
 }
 
 pub struct Relay {
@@ -81,6 +86,13 @@ impl Relay {
         let b = UdpSocket::bind("127.0.0.1:0").unwrap(); // faces the reflector
         a.set_nonblocking(true).unwrap();
         b.set_nonblocking(true).unwrap();
+        // Forward datagrams leave through `b`, backward ones through `a`.
+        if let Some(d) = fwd.dscp {
+            twamp::net::set_dscp(&b, d).expect("re-mark forward");
+        }
+        if let Some(d) = bck.dscp {
+            twamp::net::set_dscp(&a, d).expect("re-mark backward");
+        }
         let addr = a.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();

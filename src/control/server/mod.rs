@@ -12,6 +12,15 @@
 //!      └── error, deadline, shutdown, close ──▶ Done ◀───────────┘
 //! ```
 //!
+//! With Individual Session Control chosen (RFC 5938, Modes 16) the connection goes from
+//! Set-Up-Response to [`State::Individual`] instead and stays there: Request-TW-Session,
+//! Start-N-Sessions and Stop-N-Sessions may come in any order, each naming its sessions by SID,
+//! and Start-Sessions / Stop-Sessions are refused (RFC 5938 §2: they "MUST NOT be used").
+//!
+//! The other extensions (RFC 6038 Reflect Octets and Symmetrical Size, RFC 7750 DSCP and ECN
+//! Monitoring) change no state: they are chosen in Set-Up-Response, shape each session's
+//! [`Bind`] (its layout, the padding it must carry) and Accept-Session's Reflected octets.
+//!
 //! The driver (`crate::server`) reads what [`Server::expect`] names, feeds it to
 //! [`Server::handle`] as an [`Input`] and executes the returned [`Action`]s in order: sending
 //! messages, binding a test socket, starting and stopping the connection's sessions, logging
@@ -31,8 +40,9 @@ use crate::config::{KeyFile, ServerConfig};
 use crate::crypto::{self, ControlCipher, SessionKeys, TestCipher, TestKeys};
 use crate::time::Timestamp;
 use crate::wire::{
-    self, Accept, AcceptSession, Command, Modes, RequestTwSession, ServerGreeting, ServerStart,
-    SetUpResponse, Sid, StartAck, StopSessions, TestLayout,
+    self, Accept, AcceptSession, Command, Modes, ReflectOctetsRequest, RequestTwSession,
+    ServerGreeting, ServerStart, SetUpResponse, Sid, StartAck, StartNAck, StartNSessions, StopNAck,
+    StopNSessions, StopSessions, TestLayout,
 };
 
 /// Refused Request-TW-Sessions one connection may send before the Server closes it: a client
@@ -51,8 +61,10 @@ const DECOY_PASSPHRASE: &[u8] = b"twamp-decoy-pass-phrase-not-a-key";
 /// What the machine needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Modes offered in the Server-Greeting.
+    /// Security modes offered in the Server-Greeting.
     pub modes: Modes,
+    /// Extension bits offered beside them (a subset of [`super::EXTENSIONS`]).
+    pub extensions: Modes,
     pub pbkdf2_count: u32,
     /// Set-Up-Response must arrive within this.
     pub setup_timeout: Duration,
@@ -66,6 +78,7 @@ impl From<&ServerConfig> for Settings {
     fn from(c: &ServerConfig) -> Self {
         Settings {
             modes: c.modes,
+            extensions: c.extensions,
             pbkdf2_count: c.pbkdf2_count,
             setup_timeout: c.setup_timeout,
             servwait: c.servwait,
@@ -102,6 +115,13 @@ pub enum State {
     ExpectCommands { sessions: Vec<Session> },
     /// Start-Ack sent: Stop-Sessions for `running`.
     Testing { running: Vec<Session> },
+    /// Individual Session Control (RFC 5938): `accepted` are not started yet, `running` were
+    /// started by Start-N-Sessions and not stopped by Stop-N-Sessions. Any command but
+    /// Start-Sessions and Stop-Sessions may come.
+    Individual {
+        accepted: Vec<Session>,
+        running: Vec<Session>,
+    },
     /// Closed; nothing more is read.
     Done,
 }
@@ -112,6 +132,7 @@ impl State {
             State::ExpectSetUp => "ExpectSetUp",
             State::ExpectCommands { .. } => "ExpectCommands",
             State::Testing { .. } => "Testing",
+            State::Individual { .. } => "Individual",
             State::Done => "Done",
         }
     }
@@ -132,6 +153,13 @@ pub enum Expect {
         len: usize,
         what: &'static str,
     },
+    /// The rest of a Start-N-Sessions or Stop-N-Sessions (RFC 5938 §3.2, §3.4), whose length
+    /// the first block (already read) gives: `StartNSessions::message_len`. Then
+    /// [`Input::StartNSessions`] or [`Input::StopNSessions`].
+    RestN {
+        command: Command,
+        what: &'static str,
+    },
     /// An [`Input::Bound`]: the driver is binding the socket [`Action::Bind`] asked for.
     Bound,
     /// Nothing: the connection is closed.
@@ -148,6 +176,8 @@ pub enum Input {
     /// random octets (RFC 4656 §3.5).
     RequestTwSession {
         request: Result<RequestTwSession, wire::Error>,
+        /// Octets 88..92 (RFC 6038 §4.2); read only when Reflect Octets was chosen.
+        reflect: ReflectOctetsRequest,
         now: Timestamp,
         random: [u8; 4],
     },
@@ -155,6 +185,10 @@ pub enum Input {
     Bound(Result<u16, Refusal>),
     StartSessions,
     StopSessions(StopSessions),
+    /// A whole Start-N-Sessions (HMAC checked), or why its SID list cannot be read.
+    StartNSessions(Result<StartNSessions, wire::Error>),
+    /// A whole Stop-N-Sessions (HMAC checked), or why its SID list cannot be read.
+    StopNSessions(Result<StopNSessions, wire::Error>),
     /// Nothing arrived within [`Server::wait`] (and, while testing, no test packet either).
     Timeout,
     /// The peer closed the connection between messages.
@@ -172,6 +206,8 @@ impl Input {
             Input::Bound(_) => "Bound",
             Input::StartSessions => "Start-Sessions",
             Input::StopSessions(_) => "Stop-Sessions",
+            Input::StartNSessions(_) => "Start-N-Sessions",
+            Input::StopNSessions(_) => "Stop-N-Sessions",
             Input::Timeout => "Timeout",
             Input::PeerClosed => "PeerClosed",
             Input::Shutdown => "Shutdown",
@@ -189,6 +225,10 @@ pub enum Message {
     /// Sealed (encrypted, with HMAC) when the cipher is on.
     AcceptSession(AcceptSession),
     StartAck(StartAck),
+    /// RFC 5938 §3.3: one per Accept value among the SIDs of a Start-N-Sessions.
+    StartNAck(StartNAck),
+    /// RFC 5938 §3.5: one per Accept value among the SIDs of a Stop-N-Sessions.
+    StopNAck(StopNAck),
 }
 
 /// A test socket to bind for an accepted request, and what its reflector needs.
@@ -201,6 +241,9 @@ pub struct Bind {
     /// The Session-Sender packet size negotiated: base + Padding Length. Shorter datagrams
     /// are dropped (never reflected at full size).
     pub sender_len: usize,
+    /// DSCP and ECN Monitoring (RFC 7750): the reflector copies the received TOS / Traffic
+    /// Class into S-DSCP-ECN, so the socket must report it (`net::set_recv_tos`).
+    pub dscp_ecn: bool,
 }
 
 /// What the driver does, in order.
@@ -217,6 +260,11 @@ pub enum Action {
     /// Stop the running sessions after each one's Timeout, and discard the ones accepted but
     /// never started (RFC 5357 §3.8).
     Stop,
+    /// Start these bound sessions (RFC 5938 Start-N-Sessions), before their Start-N-Ack.
+    StartN(Vec<Sid>),
+    /// Stop these sessions after each one's Timeout if running, discard them if only accepted
+    /// (RFC 5938 Stop-N-Sessions); the others go on.
+    StopN(Vec<Sid>),
     Log(log::Level, String),
     /// Close the connection and free all its sessions now; `Some` is why, for the log.
     Close(Option<Error>),
@@ -234,6 +282,8 @@ pub struct Server<'k> {
     /// The address the control connection arrived on: the SID's address part.
     local: IpAddr,
     mode: SecurityMode,
+    /// Extension bits chosen in Set-Up-Response (a subset of those offered).
+    extensions: Modes,
     session_keys: Option<SessionKeys>,
     state: State,
     /// The command announced by [`Input::Command`], whose rest the driver is reading.
@@ -263,6 +313,7 @@ impl<'k> Server<'k> {
             peer: crate::addr::unmap_ip(peer),
             local: crate::addr::unmap_ip(local),
             mode: SecurityMode::Open,
+            extensions: Modes(0),
             session_keys: None,
             state: State::ExpectSetUp,
             announced: None,
@@ -279,7 +330,11 @@ impl<'k> Server<'k> {
 
     fn greeting(&self) -> ServerGreeting {
         ServerGreeting {
-            modes: self.settings.modes,
+            // RFC 5938 §3.7, RFC 6038 §4.4: the OR of every mode the Server is willing to use.
+            modes: self
+                .settings
+                .modes
+                .union(self.settings.extensions.intersection(super::EXTENSIONS)),
             challenge: self.secrets.challenge,
             salt: self.secrets.salt,
             count: self.settings.pbkdf2_count,
@@ -300,11 +355,20 @@ impl<'k> Server<'k> {
         self.chosen.as_ref().map(|(m, id)| (*m, id.as_deref()))
     }
 
+    /// The extension bits chosen in Set-Up-Response (none until then).
+    pub fn extensions(&self) -> Modes {
+        self.extensions
+    }
+
+    fn individual(&self) -> bool {
+        self.extensions.contains(Modes::INDIVIDUAL_SESSION_CONTROL)
+    }
+
     /// Whether the handshake is over (Server-Start sent with Accept 0).
     pub fn established(&self) -> bool {
         matches!(
             self.state,
-            State::ExpectCommands { .. } | State::Testing { .. }
+            State::ExpectCommands { .. } | State::Testing { .. } | State::Individual { .. }
         )
     }
 
@@ -313,6 +377,21 @@ impl<'k> Server<'k> {
             return Expect::Bound;
         }
         if let Some(command) = self.announced {
+            match command {
+                Command::StartNSessions => {
+                    return Expect::RestN {
+                        command,
+                        what: "Start-N-Sessions",
+                    }
+                }
+                Command::StopNSessions => {
+                    return Expect::RestN {
+                        command,
+                        what: "Stop-N-Sessions",
+                    }
+                }
+                _ => {}
+            }
             let (len, what) = match command {
                 Command::RequestTwSession => (RequestTwSession::LEN, "Request-TW-Session"),
                 Command::StartSessions => (wire::StartSessions::LEN, "Start-Sessions"),
@@ -322,7 +401,9 @@ impl<'k> Server<'k> {
         }
         match self.state {
             State::ExpectSetUp => Expect::SetUpResponse,
-            State::ExpectCommands { .. } | State::Testing { .. } => Expect::Command,
+            State::ExpectCommands { .. } | State::Testing { .. } | State::Individual { .. } => {
+                Expect::Command
+            }
             State::Done => Expect::Nothing,
         }
     }
@@ -398,20 +479,24 @@ impl<'k> Server<'k> {
                     Command::RequestTwSession,
                     Input::RequestTwSession {
                         request,
+                        reflect,
                         now,
                         random,
                     },
-                ) => self.on_request(request, now, random, out),
+                ) => self.on_request(request, reflect, now, random, out),
                 (Command::StartSessions, Input::StartSessions) => self.on_start(out),
                 (Command::StopSessions, Input::StopSessions(stop)) => self.on_stop(stop, out),
+                (Command::StartNSessions, Input::StartNSessions(m)) => self.on_start_n(m, out),
+                (Command::StopNSessions, Input::StopNSessions(m)) => self.on_stop_n(m, out),
                 (_, other) => Err(unexpected(&other, &self.state)),
             };
         }
         match (&self.state, input) {
             (State::ExpectSetUp, Input::SetUpResponse(setup)) => self.on_setup(&setup, out),
-            (State::ExpectCommands { .. } | State::Testing { .. }, Input::Command(c)) => {
-                self.on_command(c)
-            }
+            (
+                State::ExpectCommands { .. } | State::Testing { .. } | State::Individual { .. },
+                Input::Command(c),
+            ) => self.on_command(c),
             (state, other) => Err(unexpected(&other, state)),
         }
     }
@@ -431,8 +516,20 @@ impl<'k> Server<'k> {
                 offered: self.settings.modes,
             });
         };
+        // Extension bits beside the security mode (RFC 5938 §3.1, RFC 6038 §4.1, RFC 7750
+        // §2.1): only those offered may be chosen. Bits this implementation does not know are
+        // ignored, as RFC 4656 §3.1 says of the unused ones.
+        let extensions = setup.mode.intersection(super::EXTENSIONS);
+        let offered = self.settings.extensions.intersection(super::EXTENSIONS);
+        if extensions.0 & !offered.0 != 0 {
+            return Err(Error::ModeNotOffered {
+                chosen: setup.mode,
+                offered: self.settings.modes.union(offered),
+            });
+        }
         self.mode = mode;
         self.chosen = Some((mode, None));
+        self.extensions = extensions;
         let mut identity = None;
         if mode.needs_key() {
             let raw = &setup.key_id[..setup
@@ -485,15 +582,30 @@ impl<'k> Server<'k> {
             },
             start_time: self.started,
         })));
+        let ext = if extensions.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", extensions {}",
+                super::extension_names(extensions).join(",")
+            )
+        };
         out.push(Action::Log(
             log::Level::Info,
             match identity {
-                Some(id) => format!("mode {mode}, identity '{id}'"),
-                None => format!("mode {mode}"),
+                Some(id) => format!("mode {mode}{ext}, identity '{id}'"),
+                None => format!("mode {mode}{ext}"),
             },
         ));
-        self.state = State::ExpectCommands {
-            sessions: Vec::new(),
+        self.state = if self.individual() {
+            State::Individual {
+                accepted: Vec::new(),
+                running: Vec::new(),
+            }
+        } else {
+            State::ExpectCommands {
+                sessions: Vec::new(),
+            }
         };
         Ok(())
     }
@@ -502,6 +614,21 @@ impl<'k> Server<'k> {
     /// a protocol error and the Server closes.)
     fn on_command(&mut self, c: Command) -> Result<(), Error> {
         match (&self.state, c) {
+            // RFC 5938 §2: with Individual Session Control, Start-Sessions and Stop-Sessions
+            // "MUST NOT be used"; Start-N-Sessions and Stop-N-Sessions only with it.
+            (
+                State::Individual { .. },
+                Command::RequestTwSession | Command::StartNSessions | Command::StopNSessions,
+            ) => {}
+            (State::Individual { .. }, Command::StartSessions | Command::StopSessions) => {
+                return Err(Error::NotWithIndividualControl(
+                    if c == Command::StartSessions {
+                        "Start-Sessions"
+                    } else {
+                        "Stop-Sessions"
+                    },
+                ))
+            }
             (State::ExpectCommands { .. }, Command::RequestTwSession) => {}
             (State::ExpectCommands { sessions }, Command::StartSessions) => {
                 if sessions.is_empty() {
@@ -550,22 +677,38 @@ impl<'k> Server<'k> {
     fn on_request(
         &mut self,
         request: Result<RequestTwSession, wire::Error>,
+        reflect: ReflectOctetsRequest,
         now: Timestamp,
         random: [u8; 4],
         out: &mut Vec<Action>,
     ) -> Result<(), Error> {
-        let State::ExpectCommands { sessions } = &self.state else {
-            return Err(Error::RequestAfterStart);
+        let held = match &self.state {
+            State::ExpectCommands { sessions } => sessions.len(),
+            // RFC 5938: sessions are started and stopped one by one, so a new one may be
+            // requested while others run.
+            State::Individual { accepted, running } => accepted.len() + running.len(),
+            _ => return Err(Error::RequestAfterStart),
         };
-        let held = sessions.len();
         let req = match request {
             Ok(r) => r,
             Err(e) => return self.refuse(Accept::NotSupported, e.to_string(), out),
         };
-        let spec = match validate_request(&req, self.mode, self.peer) {
+        let mut spec = match validate_request(&req, self.mode, self.peer) {
             Ok(s) => s,
             Err(r) => return self.refuse(r.accept, r.reason, out),
         };
+        let layout = self.mode.test_layout().with_modes(self.extensions);
+        let reflect = self
+            .extensions
+            .contains(Modes::REFLECT_OCTETS)
+            .then_some(reflect);
+        if let Err(r) = validate_extensions(&req, reflect, &layout) {
+            return self.refuse(r.accept, r.reason, out);
+        }
+        if let Some(r) = reflect {
+            spec.octets_to_be_reflected = r.octets_to_be_reflected;
+            spec.padding_to_reflect = r.length_of_padding_to_reflect;
+        }
         if held >= self.settings.max_sessions {
             return self.refuse(
                 Accept::TemporaryResourceLimitation,
@@ -574,7 +717,6 @@ impl<'k> Server<'k> {
             );
         }
         let sid = make_sid(self.local, now, random);
-        let layout = self.mode.test_layout();
         let cipher = match (self.mode.test_security(), &self.session_keys) {
             (Some(sec), Some(k)) => Some(TestCipher::new(&TestKeys::derive(k, &sid.0), sec)),
             _ => None,
@@ -587,6 +729,7 @@ impl<'k> Server<'k> {
             layout,
             cipher,
             sender_len,
+            dscp_ecn: self.extensions.contains(Modes::DSCP_ECN_MONITORING),
         }));
         Ok(())
     }
@@ -606,14 +749,16 @@ impl<'k> Server<'k> {
             Ok(p) => p,
             Err(r) => return self.refuse(r.accept, r.reason, out),
         };
-        let State::ExpectCommands { sessions } = &mut self.state else {
-            return Err(Error::RequestAfterStart);
-        };
-        sessions.push(Session {
+        let session = Session {
             sid,
             port,
             timeout: spec.timeout,
-        });
+        };
+        match &mut self.state {
+            State::ExpectCommands { sessions } => sessions.push(session),
+            State::Individual { accepted, .. } => accepted.push(session),
+            _ => return Err(Error::RequestAfterStart),
+        }
         out.push(Action::Log(
             log::Level::Info,
             format!(
@@ -625,7 +770,9 @@ impl<'k> Server<'k> {
             accept: Accept::Ok,
             port,
             sid,
-            reflected_octets: 0,
+            // RFC 6038 §4.3: "the Server MUST return" the Octets to be reflected (zero
+            // without the mode); Server octets zero: we want nothing carried back.
+            reflected_octets: spec.octets_to_be_reflected,
             server_octets: 0,
         })));
         Ok(())
@@ -674,6 +821,118 @@ impl<'k> Server<'k> {
             sessions: Vec::new(),
         };
         Ok(())
+    }
+}
+
+impl Server<'_> {
+    /// Start-N-Sessions (RFC 5938 §3.2): start the named sessions that were accepted and not
+    /// started, then one Start-N-Ack per Accept value (§3.3): 0 for those started (or running
+    /// already), 1 (Failure) for SIDs this connection does not hold to start.
+    fn on_start_n(
+        &mut self,
+        m: Result<StartNSessions, wire::Error>,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Error> {
+        // A count of 0 or past MAX_SIDS: the SIDs cannot be read, so no answer can name them
+        // (§3.2: the Server MUST NOT answer Accept 0); the Server closes.
+        let m = m.map_err(|e| Error::BadSessionList(e.to_string()))?;
+        let State::Individual { accepted, running } = &mut self.state else {
+            return Err(Error::from(Command::StartNSessions));
+        };
+        let (mut ok, mut failed, mut started) = (Vec::new(), Vec::new(), Vec::new());
+        for sid in m.sids {
+            if ok.contains(&sid) || failed.contains(&sid) {
+                continue;
+            }
+            if let Some(i) = accepted.iter().position(|s| s.sid == sid) {
+                running.push(accepted.remove(i));
+                started.push(sid);
+                ok.push(sid);
+            } else if running.iter().any(|s| s.sid == sid) {
+                ok.push(sid);
+            } else {
+                failed.push(sid);
+            }
+        }
+        if !started.is_empty() {
+            out.push(Action::Log(
+                log::Level::Info,
+                format!(
+                    "Start-N-Sessions: {} session(s) started, {} running",
+                    started.len(),
+                    running.len()
+                ),
+            ));
+            out.push(Action::StartN(started));
+        }
+        Self::acks(ok, failed, out, |accept, sids| {
+            Message::StartNAck(StartNAck { accept, sids })
+        });
+        Ok(())
+    }
+
+    /// Stop-N-Sessions (RFC 5938 §3.4): stop the named running sessions after their Timeout
+    /// and discard the named accepted ones; the connection and the other sessions go on. One
+    /// Stop-N-Ack per Accept value (§3.5): 0 for those stopped, 1 for SIDs not held.
+    fn on_stop_n(
+        &mut self,
+        m: Result<StopNSessions, wire::Error>,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Error> {
+        let m = m.map_err(|e| Error::BadSessionList(e.to_string()))?;
+        let State::Individual { accepted, running } = &mut self.state else {
+            return Err(Error::from(Command::StopNSessions));
+        };
+        let (mut ok, mut failed) = (Vec::new(), Vec::new());
+        for sid in m.sids {
+            if ok.contains(&sid) || failed.contains(&sid) {
+                continue;
+            }
+            if let Some(i) = running.iter().position(|s| s.sid == sid) {
+                running.remove(i);
+                ok.push(sid);
+            } else if let Some(i) = accepted.iter().position(|s| s.sid == sid) {
+                accepted.remove(i);
+                ok.push(sid);
+            } else {
+                failed.push(sid);
+            }
+        }
+        if !ok.is_empty() {
+            out.push(Action::Log(
+                log::Level::Info,
+                format!(
+                    "Stop-N-Sessions: {} session(s) stopped, {} still running",
+                    ok.len(),
+                    running.len()
+                ),
+            ));
+            out.push(Action::StopN(ok.clone()));
+        }
+        Self::acks(ok, failed, out, |accept, sids| {
+            Message::StopNAck(StopNAck { accept, sids })
+        });
+        Ok(())
+    }
+
+    /// The acks of one N command: Accept 0 for `ok`, 1 for `failed`, each only if non-empty.
+    fn acks(
+        ok: Vec<Sid>,
+        failed: Vec<Sid>,
+        out: &mut Vec<Action>,
+        make: impl Fn(Accept, Vec<Sid>) -> Message,
+    ) {
+        if !failed.is_empty() {
+            out.push(Action::Log(
+                log::Level::Warn,
+                format!("{} SID(s) not held by this connection", failed.len()),
+            ));
+        }
+        for (accept, sids) in [(Accept::Ok, ok), (Accept::Failure, failed)] {
+            if !sids.is_empty() {
+                out.push(Action::Send(make(accept, sids)));
+            }
+        }
     }
 }
 

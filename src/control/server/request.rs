@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::SecurityMode;
 use crate::time::Timestamp;
-use crate::wire::{Accept, RequestTwSession, Sid};
+use crate::wire::{Accept, ReflectOctetsRequest, RequestTwSession, Sid, TestLayout};
 
 /// The largest UDP payload over IPv4 (65535 − 8 − 20); test packets must fit in it.
 pub const MAX_TEST_PACKET: u32 = 65_507;
@@ -37,6 +37,10 @@ pub struct SessionSpec {
     /// DSCP from the Type-P Descriptor.
     pub dscp: u8,
     pub start_time: Timestamp,
+    /// RFC 6038 Octets to be reflected, returned in Accept-Session (0 without the mode).
+    pub octets_to_be_reflected: u16,
+    /// RFC 6038 Length of padding to reflect (0 without the mode).
+    pub padding_to_reflect: u16,
 }
 
 /// Validates Request-TW-Session (RFC 5357 §3.5).
@@ -84,7 +88,51 @@ pub fn validate_request(
         timeout: req.timeout.as_duration().min(MAX_SESSION_TIMEOUT),
         dscp: ((type_p >> 24) & 0x3f) as u8,
         start_time: req.start_time,
+        octets_to_be_reflected: 0,
+        padding_to_reflect: 0,
     })
+}
+
+/// Checks a request against the test-packet extensions chosen for the connection: `layout`
+/// is the security mode's layout with them applied, `reflect` the RFC 6038 fields when Reflect
+/// Octets was chosen.
+///
+/// - The packets must still fit in a datagram with the (possibly longer) Symmetrical Size base.
+/// - RFC 6038 §4.3: when the padding leaves too few octets for the reflector to return Length
+///   of padding to reflect octets in a packet as long as the sender's (after the RFC 5357
+///   §4.2.1 truncation by the base-size difference), "the Server MUST respond with Accept
+///   3". §4.2's "Padding Length SHALL be greater than Length of padding to reflect" is read as
+///   "at least": the difference is what the reflector truncates, and with Symmetrical Size
+///   (difference 0) reflecting the whole padding is what the sender asked for.
+pub fn validate_extensions(
+    req: &RequestTwSession,
+    reflect: Option<ReflectOctetsRequest>,
+    layout: &TestLayout,
+) -> Result<(), Refusal> {
+    let base = layout.sender.base as u32;
+    if req.padding_length > MAX_TEST_PACKET.saturating_sub(base) {
+        return Err(Refusal {
+            accept: Accept::NotSupported,
+            reason: format!(
+                "Padding Length {} makes test packets over {MAX_TEST_PACKET} octets",
+                req.padding_length
+            ),
+        });
+    }
+    if let Some(r) = reflect {
+        let need = layout.size_difference() as u32 + u32::from(r.length_of_padding_to_reflect);
+        if r.length_of_padding_to_reflect > 0 && req.padding_length < need {
+            return Err(Refusal {
+                accept: Accept::NotSupported,
+                reason: format!(
+                    "Padding Length {} leaves no room to reflect {} octets in equal-size \
+                     packets (needs {need}; RFC 6038 §4.3)",
+                    req.padding_length, r.length_of_padding_to_reflect
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Makes a SID (RFC 4656 §3.5): the receiver's IPv4 address (for IPv6, the four octets of a
@@ -178,6 +226,34 @@ mod tests {
         };
         assert!(validate_request(&req, SecurityMode::Open, PEER).is_ok());
         assert!(validate_request(&req, SecurityMode::Encrypted, PEER).is_err());
+    }
+
+    #[test]
+    fn reflect_octets_need_room_in_equal_sizes() {
+        let reflect = |n| {
+            Some(ReflectOctetsRequest {
+                octets_to_be_reflected: 0xbeef,
+                length_of_padding_to_reflect: n,
+            })
+        };
+        let req = |padding| RequestTwSession {
+            padding_length: padding,
+            ..request()
+        };
+        // Open mode: the reflector truncates 27 octets, so 27 + n are needed.
+        assert!(validate_extensions(&req(27 + 8), reflect(8), &TestLayout::OPEN).is_ok());
+        let r = validate_extensions(&req(27 + 7), reflect(8), &TestLayout::OPEN).unwrap_err();
+        assert_eq!(r.accept, Accept::NotSupported, "{}", r.reason);
+        // Symmetrical Size truncates nothing: the whole padding may be reflected.
+        assert!(validate_extensions(&req(8), reflect(8), &TestLayout::SYMMETRICAL_OPEN).is_ok());
+        assert!(validate_extensions(&req(7), reflect(8), &TestLayout::SYMMETRICAL_OPEN).is_err());
+        // Nothing to reflect, or the mode not chosen: no constraint.
+        assert!(validate_extensions(&req(0), reflect(0), &TestLayout::OPEN).is_ok());
+        assert!(validate_extensions(&req(0), None, &TestLayout::OPEN).is_ok());
+        // The Symmetrical Size base counts toward the largest packet.
+        let huge = req(MAX_TEST_PACKET - 14);
+        assert!(validate_extensions(&huge, None, &TestLayout::OPEN).is_ok());
+        assert!(validate_extensions(&huge, None, &TestLayout::SYMMETRICAL_OPEN).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ const PASSPHRASE: &[u8] = b"twamp-test-secret-2024";
 fn settings(modes: Modes) -> Settings {
     Settings {
         modes,
+        extensions: Modes(0),
         pbkdf2_count: 1024,
         setup_timeout: Duration::from_secs(5),
         servwait: Duration::from_secs(900),
@@ -68,6 +69,7 @@ fn request(padding: u32) -> RequestTwSession {
 fn request_input(req: RequestTwSession) -> Input {
     Input::RequestTwSession {
         request: Ok(req),
+        reflect: ReflectOctetsRequest::default(),
         now: Timestamp::new(100, 0),
         random: [1, 2, 3, 4],
     }
@@ -519,6 +521,7 @@ fn refusals_are_answered_counted_and_end_a_persistent_peer() {
             field: "IPVN",
             value: 7,
         }),
+        reflect: ReflectOctetsRequest::default(),
         now: Timestamp(0),
         random: [0; 4],
     });
@@ -587,6 +590,310 @@ fn inputs_a_state_cannot_take_close_as_internal_errors() {
     ));
     let mut s = server(&k, Modes::UNAUTHENTICATED);
     let a = s.handle(Input::Command(Command::RequestTwSession));
+    assert!(matches!(
+        closed_with(&a),
+        Some(Some(Error::Unexpected { .. }))
+    ));
+}
+
+// ---- RFC 5938, RFC 6038, RFC 7750 ----
+
+fn extended(keys: &KeyFile, offered: Modes, chosen: Modes) -> (Server<'_>, Vec<Action>) {
+    let mut st = settings(Modes::UNAUTHENTICATED);
+    st.extensions = offered;
+    let mut s = Server::new(st, keys, SECRETS, Timestamp(42), PEER, LOCAL);
+    s.greet();
+    let mut setup = SetUpResponse::open();
+    setup.mode = Modes::UNAUTHENTICATED.union(chosen);
+    let a = s.handle(Input::SetUpResponse(setup));
+    (s, a)
+}
+
+fn sid_of(actions: &[Action]) -> Sid {
+    match sent(actions).last() {
+        Some(Message::AcceptSession(a)) if a.accept == Accept::Ok => a.sid,
+        other => panic!("not accepted: {other:?}"),
+    }
+}
+
+fn ask_reflect(s: &mut Server<'_>, padding: u32, reflect: ReflectOctetsRequest) -> Vec<Action> {
+    s.handle(Input::Command(Command::RequestTwSession));
+    let a = s.handle(Input::RequestTwSession {
+        request: Ok(request(padding)),
+        reflect,
+        now: Timestamp::new(100, 0),
+        random: [1, 2, 3, 4],
+    });
+    if !matches!(a.first(), Some(Action::Bind(_))) {
+        return a;
+    }
+    let mut out = a;
+    out.extend(s.handle(Input::Bound(Ok(18900))));
+    out
+}
+
+#[test]
+fn the_greeting_offers_the_extensions_and_set_up_may_choose_only_those() {
+    let k = keys();
+    let mut st = settings(Modes::UNAUTHENTICATED);
+    st.extensions = crate::control::EXTENSIONS;
+    let s = Server::new(st, &k, SECRETS, Timestamp(42), PEER, LOCAL);
+    match &s.greet()[..] {
+        [Action::Send(Message::Greeting(g))] => assert_eq!(g.modes, Modes(1 | 16 | 32 | 64 | 256)),
+        other => panic!("{other:?}"),
+    }
+    // Chosen and offered: established with them.
+    let (s, a) = extended(&k, Modes(32 | 256), Modes(256));
+    assert!(s.established(), "{a:?}");
+    assert_eq!(s.extensions(), Modes::DSCP_ECN_MONITORING);
+    // A bit not offered: the two sides would disagree about the packets, so the Server closes.
+    let (s, a) = extended(&k, Modes(32), Modes(64));
+    assert!(matches!(
+        closed_with(&a),
+        Some(Some(Error::ModeNotOffered { .. }))
+    ));
+    assert!(!s.established());
+    // Bits we do not know (IKEv2, PTP) are ignored as RFC 4656 §3.1 says.
+    let (s, _) = extended(&k, Modes(0), Modes(128 | 512));
+    assert!(s.established());
+    assert_eq!(s.extensions(), Modes(0));
+}
+
+#[test]
+fn reflect_octets_are_returned_and_validated() {
+    let k = keys();
+    let (mut s, _) = extended(&k, crate::control::EXTENSIONS, Modes::REFLECT_OCTETS);
+    let r = ReflectOctetsRequest {
+        octets_to_be_reflected: 0xbeef,
+        length_of_padding_to_reflect: 8,
+    };
+    let a = ask_reflect(&mut s, 27 + 8, r);
+    match &a[0] {
+        Action::Bind(b) => {
+            assert_eq!(
+                b.layout,
+                TestLayout::OPEN,
+                "Reflect Octets changes no layout"
+            );
+            assert_eq!(b.spec.padding_to_reflect, 8);
+            assert!(!b.dscp_ecn);
+        }
+        other => panic!("{other:?}"),
+    }
+    match sent(&a).last() {
+        Some(Message::AcceptSession(acc)) => {
+            assert_eq!(acc.accept, Accept::Ok);
+            assert_eq!(
+                acc.reflected_octets, 0xbeef,
+                "RFC 6038 §4.3: MUST return them"
+            );
+            assert_eq!(acc.server_octets, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Too little padding to reflect 8 octets in equal-size packets: Accept 3 (§4.3).
+    let a = ask_reflect(&mut s, 27 + 7, r);
+    assert_eq!(accept_of(&a), Accept::NotSupported);
+    // Without the mode the octets 88..92 are not read: accepted, nothing echoed.
+    let (mut s, _) = extended(&k, crate::control::EXTENSIONS, Modes(0));
+    let a = ask_reflect(&mut s, 0, r);
+    match sent(&a).last() {
+        Some(Message::AcceptSession(acc)) => {
+            assert_eq!(acc.accept, Accept::Ok);
+            assert_eq!(acc.reflected_octets, 0);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn symmetrical_size_and_dscp_ecn_shape_the_bind() {
+    let k = keys();
+    let (mut s, _) = extended(&k, crate::control::EXTENSIONS, Modes(64 | 256));
+    s.handle(Input::Command(Command::RequestTwSession));
+    match &s.handle(request_input(request(10)))[..] {
+        [Action::Bind(b)] => {
+            assert_eq!(b.layout, TestLayout::SYMMETRICAL_DSCP_ECN_OPEN);
+            assert_eq!(b.sender_len, 42 + 10, "the symmetrical sender base");
+            assert!(b.dscp_ecn, "the socket must report the TOS");
+        }
+        other => panic!("{other:?}"),
+    }
+    let (mut s, _) = extended(&k, crate::control::EXTENSIONS, Modes(64));
+    s.handle(Input::Command(Command::RequestTwSession));
+    match &s.handle(request_input(request(0)))[..] {
+        [Action::Bind(b)] => {
+            assert_eq!(b.layout, TestLayout::SYMMETRICAL_OPEN);
+            assert_eq!(b.sender_len, 41);
+            assert!(!b.dscp_ecn, "no cmsg per packet without RFC 7750");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// One accepted session whose SID differs from the others' by its random part.
+fn accept_nth(s: &mut Server<'_>, i: u8) -> Sid {
+    s.handle(Input::Command(Command::RequestTwSession));
+    let a = s.handle(Input::RequestTwSession {
+        request: Ok(request(27)),
+        reflect: ReflectOctetsRequest::default(),
+        now: Timestamp::new(100, 0),
+        random: [i, 2, 3, 4],
+    });
+    assert!(matches!(a.first(), Some(Action::Bind(_))), "{a:?}");
+    sid_of(&s.handle(Input::Bound(Ok(18800 + u16::from(i)))))
+}
+
+fn start_n(s: &mut Server<'_>, sids: Vec<Sid>) -> Vec<Action> {
+    assert!(s.handle(Input::Command(Command::StartNSessions)).is_empty());
+    assert_eq!(
+        s.expect(),
+        Expect::RestN {
+            command: Command::StartNSessions,
+            what: "Start-N-Sessions"
+        }
+    );
+    s.handle(Input::StartNSessions(Ok(StartNSessions { sids })))
+}
+
+fn stop_n(s: &mut Server<'_>, sids: Vec<Sid>) -> Vec<Action> {
+    assert!(s.handle(Input::Command(Command::StopNSessions)).is_empty());
+    s.handle(Input::StopNSessions(Ok(StopNSessions { sids })))
+}
+
+#[test]
+fn individual_session_control_starts_and_stops_by_sid() {
+    let k = keys();
+    let (mut s, _) = extended(
+        &k,
+        crate::control::EXTENSIONS,
+        Modes::INDIVIDUAL_SESSION_CONTROL,
+    );
+    assert!(matches!(s.state(), State::Individual { .. }));
+    let sids: Vec<Sid> = (0..3).map(|i| accept_nth(&mut s, i)).collect();
+    // Start all three; an unknown SID gets its own ack with Accept 1 (RFC 5938 §3.3).
+    let stranger = Sid([0xee; 16]);
+    let a = start_n(&mut s, vec![sids[0], sids[1], sids[2], stranger]);
+    assert!(matches!(&a[1], Action::StartN(v) if v == &sids), "{a:?}");
+    let acks = sent(&a);
+    assert!(matches!(
+        acks[..],
+        [Message::StartNAck(StartNAck { accept: Accept::Ok, ref sids }),
+         Message::StartNAck(StartNAck { accept: Accept::Failure, sids: ref bad })]
+        if sids.len() == 3 && bad == &vec![stranger]
+    ));
+    // Stop one early: only it is stopped, the others run on and the connection stays.
+    let a = stop_n(&mut s, vec![sids[1]]);
+    assert!(
+        matches!(&a[1], Action::StopN(v) if v == &vec![sids[1]]),
+        "{a:?}"
+    );
+    assert!(matches!(
+        sent(&a)[..],
+        [Message::StopNAck(StopNAck { accept: Accept::Ok, ref sids })] if sids.len() == 1
+    ));
+    match s.state() {
+        State::Individual { accepted, running } => {
+            assert!(accepted.is_empty());
+            assert_eq!(
+                running.iter().map(|x| x.sid).collect::<Vec<_>>(),
+                vec![sids[0], sids[2]]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // A stopped SID cannot be stopped again: Accept 1, and nothing to stop.
+    let a = stop_n(&mut s, vec![sids[1]]);
+    assert!(!a.iter().any(|x| matches!(x, Action::StopN(_))));
+    assert!(matches!(
+        sent(&a)[..],
+        [Message::StopNAck(StopNAck {
+            accept: Accept::Failure,
+            ..
+        })]
+    ));
+    // A new session may be requested while others run, and started on its own.
+    let new = accept_nth(&mut s, 10);
+    let a = start_n(&mut s, vec![new]);
+    assert!(matches!(&a[1], Action::StartN(v) if v == &vec![new]));
+    // Starting a running one again is acknowledged without a second start.
+    let a = start_n(&mut s, vec![sids[0]]);
+    assert!(!a.iter().any(|x| matches!(x, Action::StartN(_))));
+    assert!(matches!(
+        sent(&a)[..],
+        [Message::StartNAck(StartNAck {
+            accept: Accept::Ok,
+            ..
+        })]
+    ));
+    let a = stop_n(&mut s, vec![sids[0], sids[2], new]);
+    assert!(matches!(&a[1], Action::StopN(v) if v.len() == 3));
+    assert!(
+        s.established(),
+        "Stop-N-Sessions does not close the connection"
+    );
+}
+
+#[test]
+fn individual_session_control_error_paths() {
+    let k = keys();
+    // With RFC 5938 chosen, Start-Sessions and Stop-Sessions MUST NOT be used.
+    for c in [Command::StartSessions, Command::StopSessions] {
+        let (mut s, _) = extended(
+            &k,
+            crate::control::EXTENSIONS,
+            Modes::INDIVIDUAL_SESSION_CONTROL,
+        );
+        ask(&mut s, request(27), Ok(18800));
+        let a = s.handle(Input::Command(c));
+        assert!(
+            matches!(
+                closed_with(&a),
+                Some(Some(Error::NotWithIndividualControl(_)))
+            ),
+            "{c:?}: {a:?}"
+        );
+    }
+    // Without it, Start-N-Sessions and Stop-N-Sessions are unsupported commands.
+    for c in [Command::StartNSessions, Command::StopNSessions] {
+        let (mut s, _) = extended(&k, crate::control::EXTENSIONS, Modes(0));
+        let a = s.handle(Input::Command(c));
+        assert!(
+            matches!(
+                closed_with(&a),
+                Some(Some(Error::UnsupportedCommand(7 | 9)))
+            ),
+            "{c:?}: {a:?}"
+        );
+    }
+    // A SID list that cannot be read (Number of Sessions 0): no ack can name it; the Server
+    // closes (RFC 5938 §3.2: it MUST NOT answer Accept 0).
+    let (mut s, _) = extended(
+        &k,
+        crate::control::EXTENSIONS,
+        Modes::INDIVIDUAL_SESSION_CONTROL,
+    );
+    ask(&mut s, request(27), Ok(18800));
+    s.handle(Input::Command(Command::StartNSessions));
+    let a = s.handle(Input::StartNSessions(Err(wire::Error::BadField {
+        field: "Number of Sessions",
+        value: 0,
+    })));
+    assert!(matches!(
+        closed_with(&a),
+        Some(Some(Error::BadSessionList(_)))
+    ));
+    assert!(sent(&a).is_empty(), "no ack at all");
+    // The announced command and its rest must match.
+    let (mut s, _) = extended(
+        &k,
+        crate::control::EXTENSIONS,
+        Modes::INDIVIDUAL_SESSION_CONTROL,
+    );
+    s.handle(Input::Command(Command::StopNSessions));
+    let a = s.handle(Input::StartNSessions(Ok(StartNSessions {
+        sids: vec![Sid([1; 16])],
+    })));
     assert!(matches!(
         closed_with(&a),
         Some(Some(Error::Unexpected { .. }))
