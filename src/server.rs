@@ -618,13 +618,23 @@ fn random<const N: usize>() -> Result<[u8; N]> {
 struct ConnEnd {
     mode: Option<crate::control::SecurityMode>,
     identity: Option<String>,
+    /// RFC 5938 / 6038 / 7750 extensions the client chose.
+    extensions: crate::wire::Modes,
     sessions: usize,
 }
 
 impl ConnEnd {
     fn describe(&self, lasted: Duration) -> String {
+        let ext = if self.extensions.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", extensions {}",
+                crate::control::extension_names(self.extensions).join(",")
+            )
+        };
         format!(
-            "mode {}, identity {}, {} session(s), {:.1?}",
+            "mode {}, identity {}{ext}, {} session(s), {:.1?}",
             self.mode.map_or_else(|| "-".to_string(), |m| m.to_string()),
             self.identity
                 .as_deref()
@@ -735,6 +745,7 @@ fn handle_connection(
     if let Some((mode, identity)) = machine.chosen() {
         end.mode = Some(mode);
         end.identity = identity.map(str::to_string);
+        end.extensions = machine.extensions();
     }
     end.sessions = conn.started;
     result
@@ -769,7 +780,7 @@ fn drive(
                     let running = sids.len() - (before - conn.pending.len());
                     if let Some(e) = sh.engine.get() {
                         for sid in &sids {
-                            e.stop_one(conn.id, &sid.to_string(), None);
+                            e.stop_one(conn.id, &session_name(sid, conn.peer), None);
                         }
                     }
                     conn.running = conn.running.saturating_sub(running);
@@ -1019,7 +1030,7 @@ fn start(conn: &mut Conn<'_>, sids: Option<&[Sid]>) -> Result<()> {
         engine
             .add(Registration {
                 owner: conn.id,
-                name: format!("{} of {}", b.sid, conn.peer),
+                name: session_name(&b.sid, conn.peer),
                 socket: p.socket,
                 handler: Box::new(r),
                 refwait: Some(sh.config.refwait),
@@ -1083,4 +1094,9 @@ pub fn prepare(config: ServerConfig, shutdown: Arc<AtomicBool>) -> Arc<Shared> {
 /// Builds the shared state and serves.
 pub fn run(config: ServerConfig, listeners: Listeners, shutdown: Arc<AtomicBool>) -> Result<()> {
     serve_all(listeners, prepare(config, shutdown))
+}
+
+/// A session's name in the engine: log lines, and how Stop-N-Sessions finds it.
+fn session_name(sid: &crate::wire::Sid, peer: SocketAddr) -> String {
+    format!("{sid} of {peer}")
 }
