@@ -40,6 +40,8 @@ fn measure(srv: &Server, source: Option<&str>, extra: &[&str]) -> common::bin::R
 
 /// Connects from `source` and reads the Server-Greeting's Modes (RFC 4656 §3.1: octets
 /// 12..16); `None` if no greeting came.
+/// The security-mode bits of the Server-Greeting a peer at `source` gets (the extension bits,
+/// RFC 5938/6038/7750, left out: access control decides only the security modes).
 fn greeting_modes(srv: &Server, source: IpAddr) -> (Option<u32>, TcpStream) {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.bind(&SocketAddr::new(source, 0).into()).unwrap();
@@ -51,7 +53,7 @@ fn greeting_modes(srv: &Server, source: IpAddr) -> (Option<u32>, TcpStream) {
     let modes = s
         .read_exact(&mut g)
         .ok()
-        .map(|()| u32::from_be_bytes(g[12..16].try_into().unwrap()));
+        .map(|()| u32::from_be_bytes(g[12..16].try_into().unwrap()) & 0x0f);
     (modes, s)
 }
 
