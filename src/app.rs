@@ -10,7 +10,7 @@ use crate::error::exit;
 use crate::output::{self, terminal};
 use crate::sender::Progress;
 use crate::time::SystemClock;
-use crate::{client, daemon, logging, server};
+use crate::{client, daemon, exporter, logging, server};
 
 /// Runs the configured mode; returns the process exit code.
 pub fn run(mode: Mode) -> u8 {
@@ -24,6 +24,15 @@ pub fn run(mode: Mode) -> u8 {
             }
         },
         Mode::Client(cfg) => run_client(&cfg),
+        Mode::Exporter(cfg) => match run_exporter(cfg) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                log::error!("{e}");
+                eprintln!("twamp: {e}");
+                e.exit_code()
+            }
+        },
+        Mode::Mesh(cfg) => run_mesh(&cfg),
         Mode::Plot(cfg) => match run_plot(&cfg) {
             Ok(()) => exit::OK,
             Err(e) => {
@@ -48,6 +57,7 @@ fn shutdown_flag() -> Arc<AtomicBool> {
 fn run_server(cfg: ServerConfig) -> crate::Result<()> {
     // Bind first: "address in use" must reach the terminal, before any fork.
     let listener = server::bind(&cfg)?;
+    let metrics = cfg.metrics.map(exporter::bind).transpose()?;
     let ready = if cfg.daemon {
         let ready = daemon::detach(cfg.pidfile.as_deref())?;
         // In the daemon: logging and threads only now (fork keeps only the calling thread).
@@ -61,7 +71,28 @@ fn run_server(cfg: ServerConfig) -> crate::Result<()> {
     if let Some(r) = ready {
         r.signal();
     }
-    server::run(cfg, listener, stop)
+    server::run_with(cfg, listener, stop, |shared| {
+        let Some(l) = metrics else { return Ok(()) };
+        let sh = shared.clone();
+        exporter::serve_metrics(l, shared.shutdown.clone(), move || sh.metrics_snapshot()).map(drop)
+    })
+}
+
+/// `-mode exporter`: serves probes until SIGINT/SIGTERM.
+fn run_exporter(cfg: exporter::ExporterConfig) -> crate::Result<()> {
+    let listener = exporter::bind(cfg.listen)?;
+    logging::init(&cfg.logging, true)?;
+    exporter::serve(cfg, listener, shutdown_flag())
+}
+
+/// `-mode client` with several targets: one record per target (src/mesh.rs).
+fn run_mesh(cfg: &crate::mesh::MeshConfig) -> u8 {
+    if let Err(e) = logging::init(&cfg.targets[0].logging, true) {
+        eprintln!("twamp: {e}");
+        return e.exit_code();
+    }
+    let codes = crate::mesh::run(cfg, &shutdown_flag());
+    crate::mesh::exit_code(&codes)
 }
 
 fn run_client(cfg: &ClientConfig) -> u8 {

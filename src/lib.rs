@@ -14,6 +14,9 @@
 //! | RFC 8762 §4, RFC 8972 §3–4 | the TWAMP-Light / STAMP Session-Reflector (pure), the sender's packet builder and reply reader | [`light`], [`light::sender`] |
 //! | RFC 5357 §4.1 | the result of a run, and its exit code | [`report`] |
 //! | — | rendering a report (`-format`) | [`output`] |
+//! | — | Prometheus metrics of a probe and of the Server (exposition format) | [`metrics`] |
+//! | — | `-mode exporter` (`/probe`, multi-target pattern) and the Server's `-metrics` | [`exporter`] |
+//! | — | several targets from one command (`-targets`, repeated `-server`) | [`mesh`] |
 //! | — | SVG pictures of a run and of saved records (cargo feature `plot`) | `plot` |
 //!
 //! `wire`, `time`, `addr`, `crypto`, `control`, `stats`, `light`, `report`, the renderers in
@@ -33,8 +36,11 @@ pub mod control;
 pub mod crypto;
 pub mod daemon;
 pub mod error;
+pub mod exporter;
 pub mod light;
 pub mod logging;
+pub mod mesh;
+pub mod metrics;
 pub mod net;
 pub mod output;
 #[cfg(feature = "plot")]

@@ -82,8 +82,8 @@ use std::time::Duration;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::config::KeyFile;
 use crate::addr::unmap_ip;
+use crate::config::KeyFile;
 use crate::time::{Clock, Timestamp};
 use crate::wire::stamp::{SessionReflectorPacket, SessionSenderPacket, StampMode};
 use crate::wire::tlv::{self, value, Entry, Flags, TlvType, Tlvs, HEADER_LEN};
