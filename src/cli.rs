@@ -815,7 +815,7 @@ mod tests {
             ),
             (
                 &["-mode", "sideways"],
-                "-mode: 'sideways' is not server, client or plot",
+                "-mode: 'sideways' is not server, client, plot or exporter",
             ),
             (&["-mode", "client", "-port"], "-port needs a value"),
             (
