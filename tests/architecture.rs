@@ -12,6 +12,7 @@ const PURE: &[&str] = &[
     "src/control",
     "src/stats.rs",
     "src/report.rs",
+    "src/metrics.rs",
     "src/output/text.rs",
     "src/output/json.rs",
     "src/output/csv.rs",

@@ -17,7 +17,10 @@ use std::time::{Duration, Instant};
 use common::bin::{closed_port, free_port, run_bounded, Guard, Proc, Scratch, Server};
 
 const LOOPBACK: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/prometheus/twamp-alerts.yml");
+const RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/contrib/prometheus/twamp-alerts.yml"
+);
 
 fn skip() -> bool {
     if std::env::var_os("TWAMP_SKIP_PROMETHEUS").is_some() {
@@ -104,7 +107,8 @@ impl Exporter {
             ];
             let mut proc = Proc::spawn(&args, "exporter");
             let up = wait_until(Duration::from_secs(10), || {
-                proc.stderr().contains("TWAMP exporter on") || proc.wait_for(Duration::ZERO).is_some()
+                proc.stderr().contains("TWAMP exporter on")
+                    || proc.wait_for(Duration::ZERO).is_some()
             });
             if up && proc.wait_for(Duration::ZERO).is_none() {
                 return Exporter {
@@ -119,7 +123,11 @@ impl Exporter {
     }
 
     fn probe(&self, target: &str, headers: &[(&str, &str)]) -> (u16, String) {
-        get(self.addr, &format!("/probe?target={target}&module=default"), headers)
+        get(
+            self.addr,
+            &format!("/probe?target={target}&module=default"),
+            headers,
+        )
     }
 }
 
@@ -154,8 +162,8 @@ fn promtool(args: &[&str], stdin: &str) -> (bool, String) {
         .write_all(stdin.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -201,7 +209,10 @@ fn promtool_finds_no_problem_in_either_endpoint_nor_in_the_rules() {
     assert!(probe.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
     // The probe has no counter (every figure is of one measurement): promtool reads it as is.
     let (ok, text) = promtool(&["check", "metrics"], &probe);
-    assert!(ok && text.trim().is_empty(), "promtool on /probe:\n{text}\n{probe}");
+    assert!(
+        ok && text.trim().is_empty(),
+        "promtool on /probe:\n{text}\n{probe}"
+    );
     let (status, server_metrics) = get(metrics, "/metrics", &[]);
     assert_eq!(status, 200);
     assert_eq!(
@@ -210,7 +221,10 @@ fn promtool_finds_no_problem_in_either_endpoint_nor_in_the_rules() {
         "{server_metrics}"
     );
     let (ok, text) = promtool(&["check", "metrics"], &as_text_004(&server_metrics));
-    assert!(ok && text.trim().is_empty(), "promtool on -metrics:\n{text}\n{server_metrics}");
+    assert!(
+        ok && text.trim().is_empty(),
+        "promtool on -metrics:\n{text}\n{server_metrics}"
+    );
     let (ok, text) = promtool(&["check", "rules", RULES], "");
     assert!(ok, "promtool check rules {RULES}:\n{text}");
     assert!(text.contains("SUCCESS"), "{text}");
@@ -277,7 +291,10 @@ scrape_configs:
     let _prometheus = Guard(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.0.join("data").display()
+            ))
             .arg(format!("--web.listen-address={prom}"))
             .arg("--log.level=warn")
             .stdin(Stdio::null())
@@ -345,10 +362,9 @@ fn a_target_outside_the_allow_list_is_refused_without_a_packet() {
         "[exporter]\nallow = [\"127.0.0.0/8\"]\n[exporter.modules.default]\ncount = 2\n",
     );
     let port = target.local_addr().unwrap().port();
-    let localhost: Vec<SocketAddr> =
-        std::net::ToSocketAddrs::to_socket_addrs(&("localhost", port))
-            .map(Iterator::collect)
-            .unwrap_or_default();
+    let localhost: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", port))
+        .map(Iterator::collect)
+        .unwrap_or_default();
     if localhost.iter().any(|a| a.is_ipv6()) {
         let (status, body) = exporter.probe(&format!("localhost:{port}"), &[]);
         assert_eq!(status, 403, "{body}");
@@ -404,17 +420,27 @@ fn scrapes_beyond_the_cap_are_refused_not_queued() {
     });
     assert!(
         wait_until(Duration::from_secs(3), || {
-            sample(&get(addr, "/metrics", &[]).1, "twamp_exporter_probes_running") == Some(1.0)
+            sample(
+                &get(addr, "/metrics", &[]).1,
+                "twamp_exporter_probes_running",
+            ) == Some(1.0)
         }),
         "the first probe never started"
     );
     let t0 = Instant::now();
     let (status, body) = exporter.probe(&target, &[("X-Prometheus-Scrape-Timeout-Seconds", "4")]);
     assert_eq!(status, 503, "{body}");
-    assert!(t0.elapsed() < Duration::from_millis(500), "refused at once, not queued");
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "refused at once, not queued"
+    );
     let (status, body) = first.join().unwrap();
     assert_eq!(status, 200);
-    assert_eq!(sample(&body, "probe_success"), Some(0.0), "cut at its deadline: {body}");
+    assert_eq!(
+        sample(&body, "probe_success"),
+        Some(0.0),
+        "cut at its deadline: {body}"
+    );
     let (_, own) = get(addr, "/metrics", &[]);
     assert!(
         own.contains("twamp_exporter_probes_refused_total{reason=\"max_probes\"} 1"),
@@ -464,7 +490,12 @@ fn a_mesh_of_five_with_one_down_writes_five_records_and_says_so() {
         ],
         Duration::from_secs(60),
     );
-    assert_eq!(run.code, Some(3), "exit 3: a target was unreachable\n{}", run.describe());
+    assert_eq!(
+        run.code,
+        Some(3),
+        "exit 3: a target was unreachable\n{}",
+        run.describe()
+    );
     let records: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&run.stdout)
         .into_iter()
         .collect::<Result<_, _>>()
@@ -506,5 +537,10 @@ fn a_mesh_of_five_with_one_down_writes_five_records_and_says_so() {
         Duration::from_secs(60),
     );
     assert_eq!(run.code, Some(3), "{}", run.describe());
-    assert_eq!(run.stdout.lines().count(), 3, "header + 2 records:\n{}", run.stdout);
+    assert_eq!(
+        run.stdout.lines().count(),
+        3,
+        "header + 2 records:\n{}",
+        run.stdout
+    );
 }
