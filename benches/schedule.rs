@@ -40,6 +40,7 @@ fn ours(rate: u32, count: u32) -> Vec<u64> {
         padding: 27,
         layout: TestLayout::OPEN,
         cipher: None,
+        light: None,
     };
     let mut s = [sender::Session::new(
         Sender::new(plan, to, Instant::now() + Duration::from_millis(5)),

@@ -56,7 +56,7 @@ fn shutdown_flag() -> Arc<AtomicBool> {
 
 fn run_server(cfg: ServerConfig) -> crate::Result<()> {
     // Bind first: "address in use" must reach the terminal, before any fork.
-    let listener = server::bind(&cfg)?;
+    let listener = server::bind_all(&cfg)?;
     let metrics = cfg.metrics.map(exporter::bind).transpose()?;
     let ready = if cfg.daemon {
         let ready = daemon::detach(cfg.pidfile.as_deref())?;

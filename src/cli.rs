@@ -20,6 +20,12 @@ pub enum ModeArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LightFormatArg {
+    Stamp,
+    Twamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleArg {
     Periodic,
     Poisson,
@@ -362,6 +368,62 @@ pub struct Cli {
     /// Quiet: only errors; the client prints nothing on success.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+
+    // ---- TWAMP-Light / STAMP ----
+    /// Server: also reflect TWAMP-Light and STAMP test packets (no control connection) on UDP
+    /// 862 (RFC 8762). Client: send TWAMP-Light/STAMP packets straight to the server's
+    /// HOST[:PORT] (default port 862) instead of setting up a session over TWAMP-Control.
+    /// (`-light=false` turns it off: a bare word after -light is the server, not a value.)
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "TWAMP-Light / STAMP")]
+    pub light: Option<bool>,
+
+    /// Server: the UDP port of the TWAMP-Light/STAMP reflector (implies -light).
+    #[arg(long, value_name = "PORT", value_parser = whole("a port number", 1u16, u16::MAX), help_heading = "TWAMP-Light / STAMP")]
+    pub light_port: Option<u16>,
+
+    /// Server: serve only TWAMP-Light/STAMP, no TWAMP-Control listener.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "TWAMP-Light / STAMP")]
+    pub light_only: Option<bool>,
+
+    /// Server: stateless reflector: copy each sender's Sequence Number instead of counting its
+    /// own (RFC 8762 §4); the senders then cannot tell loss per direction.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_parser = parse_bool, value_name = "BOOL", help_heading = "TWAMP-Light / STAMP")]
+    pub light_stateless: Option<bool>,
+
+    /// Server: senders remembered at once (address, port, SSID); past it the longest silent is
+    /// forgotten.
+    #[arg(long, value_name = "N", value_parser = whole("a number of senders", 1usize, 1_000_000), help_heading = "TWAMP-Light / STAMP")]
+    pub light_senders: Option<usize>,
+
+    /// Server: a sender silent this long is forgotten.
+    #[arg(long, value_name = "DURATION", value_parser = duration, help_heading = "TWAMP-Light / STAMP")]
+    pub light_idle: Option<String>,
+
+    /// STAMP authenticated mode (RFC 8762 §4.2.2, HMAC-SHA-256) with the pass-phrase of
+    /// identity ID in -keyfile as the key (client: or $TWAMP_PASSPHRASE).
+    #[arg(long, value_name = "ID", help_heading = "TWAMP-Light / STAMP")]
+    pub light_key: Option<String>,
+
+    /// Client: what to send: stamp (44-octet STAMP packets with an SSID, RFC 8762; a
+    /// TWAMP-Light reflector answers them too) or twamp (14-octet TWAMP-Light packets, RFC
+    /// 5357 Appendix I).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "stamp|twamp",
+        help_heading = "TWAMP-Light / STAMP"
+    )]
+    pub light_format: Option<LightFormatArg>,
+
+    /// Client: the STAMP Session-Sender Identifier (RFC 8972 §3); with -sessions, one each from
+    /// it up.
+    #[arg(long, value_name = "N", value_parser = whole("an SSID", 0u16, u16::MAX), help_heading = "TWAMP-Light / STAMP")]
+    pub ssid: Option<u16>,
+
+    /// Client: STAMP TLVs to ask the reflector for (RFC 8972, RFC 9503), a comma list of
+    /// location, timestamp, cos, direct, access, follow-up.
+    #[arg(long, value_name = "LIST", help_heading = "TWAMP-Light / STAMP")]
+    pub tlv: Option<String>,
 
     // ---- exporter, server metrics, mesh ----
     /// Exporter: the TOML file of probe modules, the target allow list and the bounds (its

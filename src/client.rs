@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::addr;
 use crate::channel::ControlStream;
-use crate::config::{ClientConfig, Family, SessionSpec};
+use crate::config::{ClientConfig, Family, LightClient, SessionSpec};
 use crate::control::client::{self as decide, SessionRequest};
 use crate::control::SecurityMode;
 use crate::crypto::{self, ControlCipher, SessionKeys, TestCipher, TestKeys};
@@ -96,6 +96,32 @@ fn random<const N: usize>() -> Result<[u8; N]> {
     Ok(b)
 }
 
+/// A test socket on `ip` (a port of `ports` when given) marked as `spec` says: DSCP, TTL,
+/// Don't Fragment. Returns it with its address.
+fn test_socket(
+    ip: IpAddr,
+    ports: Option<(u16, u16)>,
+    spec: &SessionSpec,
+) -> Result<(UdpSocket, SocketAddr)> {
+    let bind = SocketAddr::new(ip, 0);
+    let socket = net::bind_test_port(ip, 0, ports, TEST_RCVBUF)
+        .map_err(|e| Error::io(Op::Bind, Some(bind), e))?;
+    let sockopt = |e| Error::io(Op::SetSockopt, Some(bind), e);
+    if spec.dscp != 0 {
+        net::set_dscp(&socket, spec.dscp).map_err(sockopt)?;
+    }
+    if spec.ttl != net::TEST_TTL as u8 {
+        net::set_ttl(&socket, spec.ttl).map_err(sockopt)?;
+    }
+    if spec.df {
+        net::set_df(&socket).map_err(sockopt)?;
+    }
+    let local = socket
+        .local_addr()
+        .map_err(|e| Error::io(Op::Getsockname, Some(bind), e))?;
+    Ok((socket, local))
+}
+
 /// One accepted test session, not yet started.
 pub struct TestSession {
     pub spec: SessionSpec,
@@ -113,13 +139,14 @@ pub struct TestSession {
 impl TestSession {
     /// The Session-Sender for this session, its packet 0 due at `start`.
     pub fn into_session(self, start: Instant) -> (sender::Session, SessionReport) {
-        let report = SessionReport::new(
+        let mut report = SessionReport::new(
             self.sid,
             self.local,
             self.reflector,
             self.padding,
             &self.spec,
         );
+        report.octets = self.mode.test_layout().sender.base as u32 + self.padding;
         let plan = Plan {
             count: self.spec.count,
             schedule: self.spec.schedule,
@@ -128,6 +155,7 @@ impl TestSession {
             padding: self.padding as usize,
             layout: self.mode.test_layout(),
             cipher: self.cipher,
+            light: None,
         };
         let s = sender::Session::new(Sender::new(plan, self.reflector, start), self.socket);
         (s, report)
@@ -257,22 +285,7 @@ impl ControlClient {
             (None, Some(p)) => p,
             (None, None) => self.mode.test_layout().size_difference() as u32,
         };
-        let bind = SocketAddr::new(self.local_ip, 0);
-        let socket = net::bind_test_port(self.local_ip, 0, self.test_ports, TEST_RCVBUF)
-            .map_err(|e| Error::io(Op::Bind, Some(bind), e))?;
-        let sockopt = |e| Error::io(Op::SetSockopt, Some(bind), e);
-        if spec.dscp != 0 {
-            net::set_dscp(&socket, spec.dscp).map_err(sockopt)?;
-        }
-        if spec.ttl != net::TEST_TTL as u8 {
-            net::set_ttl(&socket, spec.ttl).map_err(sockopt)?;
-        }
-        if spec.df {
-            net::set_df(&socket).map_err(sockopt)?;
-        }
-        let local = socket
-            .local_addr()
-            .map_err(|e| Error::io(Op::Getsockname, Some(bind), e))?;
+        let (socket, local) = test_socket(self.local_ip, self.test_ports, spec)?;
         // RFC 5357 §3.5: a zero Sender or Receiver Address means "the address of the control
         // connection", which survives NAT where our own address would not.
         let (sender_ip, receiver_ip) = if self.zero_addresses {
@@ -375,10 +388,110 @@ pub fn run(
     progress: impl FnMut(&Progress),
 ) -> Report {
     let mut report = Report::new(cfg);
-    if let Err(e) = measure(cfg, clock, stop, progress, &mut report) {
+    let measured = match &cfg.light {
+        Some(light) => measure_light(cfg, light, clock, stop, progress, &mut report),
+        None => measure(cfg, clock, stop, progress, &mut report),
+    };
+    if let Err(e) = measured {
         report.fail(e);
     }
     report
+}
+
+/// TWAMP-Light / STAMP (RFC 5357 Appendix I, RFC 8762): test packets straight to the
+/// reflector, no control connection; one socket and one SSID per session.
+fn measure_light(
+    cfg: &ClientConfig,
+    light: &LightClient,
+    clock: &dyn Clock,
+    stop: &AtomicBool,
+    progress: impl FnMut(&Progress),
+    report: &mut Report,
+) -> Result<()> {
+    use crate::light::sender::{Format, LightSender, SenderConfig};
+    use crate::wire::stamp::StampMode;
+    let addrs = resolve(&cfg.host, cfg.port, cfg.family)?;
+    let to = *addrs
+        .iter()
+        .find(|a| cfg.source.is_none_or(|s| s.is_ipv4() == a.is_ipv4()))
+        .ok_or_else(|| {
+            Error::Config("the server has no address of the same IP version as -source".into())
+        })?;
+    report.server = Some(to);
+    report.light = Some(match light.format {
+        Format::TwampLight => "twamp-light",
+        Format::Stamp(StampMode::Unauthenticated) => "stamp",
+        Format::Stamp(StampMode::Authenticated) => "stamp-authenticated",
+    });
+    let key = match (light.format, &cfg.secret) {
+        (Format::Stamp(StampMode::Authenticated), Some(k)) => Some(crate::light::LightKey::new(k)),
+        (Format::Stamp(StampMode::Authenticated), None) => {
+            return Err(Error::Config(
+                "-light-key: no pass-phrase for it (-keyfile, or $TWAMP_PASSPHRASE)".into(),
+            ))
+        }
+        _ => None,
+    };
+    let local_ip = cfg.source.unwrap_or(if to.is_ipv4() {
+        IpAddr::from([0u8; 4])
+    } else {
+        IpAddr::from([0u16; 8])
+    });
+    let start = Instant::now();
+    let mut sessions = Vec::with_capacity(cfg.sessions.len());
+    for (i, spec) in cfg.sessions.iter().enumerate() {
+        let base = match light.format {
+            Format::TwampLight => crate::wire::TestLayout::OPEN.sender.base,
+            Format::Stamp(m) => m.base(),
+        } as u32;
+        // TWAMP-Light pads to the 41-octet reflected base by default, so neither direction is
+        // larger (a reflector that never amplifies drops a bare 14-octet packet); STAMP's
+        // 44-octet bases are equal already.
+        let padding = spec.padding.unwrap_or(match light.format {
+            Format::TwampLight => 27,
+            Format::Stamp(_) => 0,
+        });
+        let packet_len = spec.size.unwrap_or(base + padding) as usize;
+        let ssid = match light.format {
+            Format::TwampLight => 0,
+            Format::Stamp(_) => light.ssid.wrapping_add(i as u16),
+        };
+        let sender = LightSender::new(SenderConfig {
+            format: light.format,
+            ssid,
+            tlvs: light.tlvs.clone(),
+            packet_len,
+            key: key.clone(),
+        })
+        .map_err(|e| Error::Config(format!("-light: cannot build the test packets: {e:?}")))?;
+        let (socket, local) = test_socket(local_ip, cfg.test_ports, spec)?;
+        let mut r = SessionReport::new(Sid([0; 16]), local, to, padding, spec);
+        r.light = true;
+        r.octets = sender.packet_len() as u32;
+        r.ssid = matches!(light.format, Format::Stamp(_)).then_some(ssid);
+        let plan = Plan {
+            count: spec.count,
+            schedule: spec.schedule,
+            duration: spec.duration,
+            loss_timeout: spec.loss_timeout,
+            padding: 0,
+            layout: crate::wire::TestLayout::OPEN,
+            cipher: None,
+            light: Some(sender),
+        };
+        sessions.push(sender::Session::new(
+            Sender::new(plan, to, start + spec.start_delay),
+            socket,
+        ));
+        report.sessions.push(r);
+    }
+    // No control connection to watch: the schedule and the loss timeout end the run.
+    let result = sender::run(&mut sessions, clock, stop, progress, || Ok(()));
+    for (r, s) in report.sessions.iter_mut().zip(sessions) {
+        drop(s.socket);
+        r.finish(s.sender.into_outcome());
+    }
+    result
 }
 
 fn measure(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use crate::cli::{Cli, FormatArg, ModeArg, ScheduleArg};
+use crate::cli::{Cli, FormatArg, LightFormatArg, ModeArg, ScheduleArg};
 use crate::control::{self, SecurityMode};
 use crate::error::{Error, Result};
 use crate::sender::Schedule;
@@ -236,9 +236,66 @@ pub struct ServerConfig {
     pub max_sessions_per_connection: usize,
     pub max_sessions_per_client: usize,
     pub engine_threads: usize,
+    /// The TWAMP-Light / STAMP reflector (`-light`), if on.
+    pub light: Option<LightService>,
+    /// Serve only the light reflector, no TWAMP-Control listener (`-light-only`).
+    pub light_only: bool,
     /// `-metrics`: where to serve Prometheus metrics (none by default).
     pub metrics: Option<SocketAddr>,
 }
+
+/// The server's TWAMP-Light / STAMP reflector (RFC 5357 Appendix I, RFC 8762).
+#[derive(Debug, Clone)]
+pub struct LightService {
+    /// UDP port: 862 by default (RFC 8762 §4.1).
+    pub port: u16,
+    /// Copy the senders' Sequence Numbers instead of counting (RFC 8762 §4).
+    pub stateless: bool,
+    /// Senders remembered at once.
+    pub max_senders: usize,
+    /// A sender silent this long is forgotten.
+    pub idle: Duration,
+    /// The identity whose pass-phrase keys STAMP authenticated mode.
+    pub key_id: Option<String>,
+}
+
+/// A TWAMP-Light / STAMP Session-Sender's settings (`-light` on the client).
+#[derive(Debug, Clone)]
+pub struct LightClient {
+    pub format: crate::light::sender::Format,
+    /// SSID of the first session (RFC 8972 §3); the next sessions count up from it.
+    pub ssid: u16,
+    pub tlvs: Vec<crate::light::sender::TlvRequest>,
+}
+
+/// Parses `-tlv`: the TLVs a STAMP Session-Sender asks for (RFC 8972 §4, RFC 9503).
+pub fn parse_tlvs(s: &str) -> std::result::Result<Vec<crate::light::sender::TlvRequest>, String> {
+    use crate::light::sender::TlvRequest as T;
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.to_ascii_lowercase().as_str() {
+            "location" => Ok(T::Location),
+            "timestamp" => Ok(T::TimestampInformation),
+            "cos" => Ok(T::ClassOfService { dscp1: 0 }),
+            "direct" => Ok(T::DirectMeasurement),
+            "access" => Ok(T::AccessReport {
+                access_id: 1,
+                return_code: 1,
+            }),
+            "follow-up" => Ok(T::FollowUpTelemetry),
+            other => Err(format!(
+                "unknown TLV '{other}' (location, timestamp, cos, direct, access, follow-up)"
+            )),
+        })
+        .collect()
+}
+
+/// The TWAMP-Light / STAMP defaults: the well-known port (RFC 8762 §4.1, RFC 8545), and
+/// bounds on what senders can make the reflector remember.
+pub const DEFAULT_LIGHT_PORT: u16 = 862;
+pub const DEFAULT_LIGHT_SENDERS: usize = crate::light::DEFAULT_MAX_SENDERS;
+pub const DEFAULT_LIGHT_IDLE: Duration = crate::light::DEFAULT_IDLE;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -266,6 +323,8 @@ impl Default for ServerConfig {
             max_sessions_per_connection: DEFAULT_MAX_SESSIONS_PER_CONNECTION,
             max_sessions_per_client: DEFAULT_MAX_SESSIONS_PER_CLIENT,
             engine_threads: DEFAULT_ENGINE_THREADS,
+            light: None,
+            light_only: false,
             metrics: None,
         }
     }
@@ -348,6 +407,8 @@ pub struct ClientConfig {
     pub test_ports: Option<(u16, u16)>,
     /// Zero Sender and Receiver Address in Request-TW-Session (NAT; twping `-Z`).
     pub zero_addresses: bool,
+    /// TWAMP-Light / STAMP instead of TWAMP (`-light`): no control connection.
+    pub light: Option<LightClient>,
     pub auth: Vec<SecurityMode>,
     pub user: Option<String>,
     pub secret: Option<Zeroizing<Vec<u8>>>,
@@ -375,6 +436,7 @@ impl Default for ClientConfig {
             source: None,
             test_ports: None,
             zero_addresses: false,
+            light: None,
             auth: SecurityMode::STRICTEST_FIRST.to_vec(),
             user: None,
             secret: None,
@@ -606,6 +668,7 @@ fn exporter_config(cli: &Cli) -> Result<crate::exporter::ExporterConfig> {
             ("-metrics", cli.metrics.is_some()),
             ("-targets", cli.targets.is_some()),
             ("-parallel", cli.parallel.is_some()),
+            ("-light (light = true in a module)", cli.light.is_some()),
         ],
     )?;
     let listen = cli
@@ -690,6 +753,9 @@ impl ServerConfig {
                 ("-sessions", cli.sessions.is_some()),
                 ("-plot", cli.plot.is_some()),
                 ("-input", !cli.input.is_empty()),
+                ("-light-format", cli.light_format.is_some()),
+                ("-ssid", cli.ssid.is_some()),
+                ("-tlv", cli.tlv.is_some()),
             ],
         )?;
         if cli.pidfile.is_some() && cli.daemon != Some(true) {
@@ -739,6 +805,35 @@ impl ServerConfig {
                 Some(parse_port_range(r).map_err(|e| Error::Config(format!("-test-ports: {e}")))?)
             }
             None => Some(DEFAULT_TEST_PORTS),
+        };
+        let light_only = cli.light_only.unwrap_or(false);
+        let light_on = cli.light.unwrap_or(false) || cli.light_port.is_some() || light_only;
+        let light = if light_on {
+            if let Some(id) = &cli.light_key {
+                if keys.get(id).is_none() {
+                    return Err(Error::Config(format!(
+                        "-light-key: identity '{id}' is not in -keyfile"
+                    )));
+                }
+            }
+            Some(LightService {
+                port: cli.light_port.unwrap_or(DEFAULT_LIGHT_PORT),
+                stateless: cli.light_stateless.unwrap_or(false),
+                max_senders: cli.light_senders.unwrap_or(DEFAULT_LIGHT_SENDERS),
+                idle: dur(&cli.light_idle, DEFAULT_LIGHT_IDLE, "light-idle")?,
+                key_id: cli.light_key.clone(),
+            })
+        } else {
+            let stray = [
+                ("-light-stateless", cli.light_stateless.is_some()),
+                ("-light-senders", cli.light_senders.is_some()),
+                ("-light-idle", cli.light_idle.is_some()),
+                ("-light-key", cli.light_key.is_some()),
+            ];
+            if let Some((f, _)) = stray.iter().find(|(_, set)| *set) {
+                return Err(Error::Config(format!("{f} goes with -light")));
+            }
+            None
         };
         let daemon = cli.daemon.unwrap_or(false);
         if daemon && cli.logfile.as_deref().is_some_and(|p| !p.starts_with('/')) {
@@ -795,6 +890,8 @@ impl ServerConfig {
                 }
                 None => DEFAULT_ENGINE_THREADS,
             },
+            light,
+            light_only,
             metrics: metrics_addr(cli)?,
         })
     }
@@ -818,6 +915,11 @@ impl ClientConfig {
                     cli.max_connections_per_client.is_some(),
                 ),
                 ("-input", !cli.input.is_empty()),
+                ("-light-port", cli.light_port.is_some()),
+                ("-light-only", cli.light_only.is_some()),
+                ("-light-stateless", cli.light_stateless.is_some()),
+                ("-light-senders", cli.light_senders.is_some()),
+                ("-light-idle", cli.light_idle.is_some()),
             ],
         )?;
         let server = match (cli.server.as_slice(), &cli.target) {
@@ -869,7 +971,8 @@ impl ClientConfig {
         }
         // Secrets never come from the command line (they would show in ps): a key file, or
         // the environment.
-        let mut user = cli.user.clone();
+        // -light-key names the STAMP key's identity the way -user names TWAMP's.
+        let mut user = cli.user.clone().or_else(|| cli.light_key.clone());
         let secret =
             match &cli.keyfile {
                 Some(p) => {
@@ -969,11 +1072,50 @@ impl ClientConfig {
             ttl: cli.ttl.unwrap_or(crate::net::TEST_TTL as u8),
             df: cli.df.unwrap_or(false),
         };
+        let light = if cli.light.unwrap_or(false) {
+            use crate::light::sender::Format;
+            use crate::wire::stamp::StampMode;
+            let format = match (cli.light_format, &cli.light_key) {
+                (Some(LightFormatArg::Twamp), Some(_)) => return Err(Error::Config(
+                    "-light-key: TWAMP-Light has no authenticated mode; use -light-format stamp"
+                        .into(),
+                )),
+                (Some(LightFormatArg::Twamp), None) => Format::TwampLight,
+                (_, Some(_)) => Format::Stamp(StampMode::Authenticated),
+                (_, None) => Format::Stamp(StampMode::Unauthenticated),
+            };
+            let tlvs = match &cli.tlv {
+                Some(t) => parse_tlvs(t).map_err(|e| Error::Config(format!("-tlv: {e}")))?,
+                None => Vec::new(),
+            };
+            if format == Format::TwampLight && (cli.ssid.is_some() || !tlvs.is_empty()) {
+                return Err(Error::Config(
+                    "-ssid and -tlv are STAMP's: not with -light-format twamp".into(),
+                ));
+            }
+            Some(LightClient {
+                format,
+                ssid: cli.ssid.unwrap_or(1),
+                tlvs,
+            })
+        } else {
+            let stray = [
+                ("-light-format", cli.light_format.is_some()),
+                ("-ssid", cli.ssid.is_some()),
+                ("-tlv", cli.tlv.is_some()),
+                ("-light-key", cli.light_key.is_some()),
+            ];
+            if let Some((f, _)) = stray.iter().find(|(_, set)| *set) {
+                return Err(Error::Config(format!("{f} goes with -light")));
+            }
+            None
+        };
         Ok(ClientConfig {
             host,
             port,
             family,
             sessions: vec![spec; cli.sessions.unwrap_or(1) as usize],
+            light,
             source,
             test_ports,
             zero_addresses: cli.zero_addresses.unwrap_or(false),

@@ -17,6 +17,7 @@
 //! Pure: no sockets, no clock. The HTTP side is in `exporter`.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -468,9 +469,9 @@ pub struct ServerCounters {
     /// Test sessions accepted (Accept-Session with Accept 0).
     pub sessions_total: AtomicU64,
     refusals: [AtomicU64; Refusal::NAMES.len()],
-    /// Hook for the TWAMP-Light/STAMP reflector: the senders it serves now. Nothing sets it
-    /// until that reflector lands in `server`; until then it stays 0.
-    pub light_senders: AtomicUsize,
+    /// TWAMP-Light/STAMP senders the light reflector remembers, as of its latest datagram
+    /// (kept by `reflector::light::LightHandler`); 0 without `-light`.
+    pub light_senders: Arc<AtomicUsize>,
 }
 
 impl ServerCounters {
@@ -531,6 +532,7 @@ impl ServerSnapshot {
                 ("oversized", ld(&r.oversized)),
                 ("wrong_peer", ld(&r.wrong_peer)),
                 ("bad_hmac", ld(&r.bad_hmac)),
+                ("no_reply", ld(&r.no_reply)),
             ],
             refusals: Refusal::NAMES
                 .iter()
@@ -615,7 +617,7 @@ pub fn server(s: &ServerSnapshot) -> String {
     );
     m.gauge(
         "twamp_server_light_senders",
-        "TWAMP-Light/STAMP senders served now (0 until this build's server reflects TWAMP-Light).",
+        "TWAMP-Light/STAMP senders the light reflector remembers (-light), as of its latest datagram.",
         None,
         g(s.light_senders),
     );

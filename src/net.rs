@@ -90,6 +90,9 @@ pub struct Meta {
     pub at: Timestamp,
     /// The datagram was larger than the buffer and was cut (MSG_TRUNC).
     pub truncated: bool,
+    /// TOS / Traffic Class it arrived with (DSCP << 2 | ECN), on sockets that asked for it
+    /// ([`set_recv_tos`]).
+    pub tos: Option<u8>,
 }
 
 /// Reads datagrams with their metadata; owns the control-message buffer so the per-packet
@@ -107,7 +110,7 @@ impl Default for Receiver {
 impl Receiver {
     pub fn new() -> Self {
         let space = nsock::cmsg_space::<nix::sys::time::TimeSpec>()
-            + 2 * nsock::cmsg_space::<libc::c_int>();
+            + 3 * nsock::cmsg_space::<libc::c_int>();
         Receiver {
             cmsg: vec![0; space],
         }
@@ -128,6 +131,7 @@ impl Receiver {
         };
         let mut ttl = None;
         let mut at = None;
+        let mut tos = None;
         if let Ok(cmsgs) = msg.cmsgs() {
             for c in cmsgs {
                 match c {
@@ -140,6 +144,8 @@ impl Receiver {
                     }
                     ControlMessageOwned::Ipv4Ttl(t) => ttl = u8::try_from(t).ok(),
                     ControlMessageOwned::Ipv6HopLimit(h) => ttl = u8::try_from(h).ok(),
+                    ControlMessageOwned::Ipv4Tos(t) => tos = Some(t),
+                    ControlMessageOwned::Ipv6TClass(t) => tos = u8::try_from(t).ok(),
                     _ => {}
                 }
             }
@@ -155,6 +161,7 @@ impl Receiver {
                 ttl,
                 at,
                 truncated,
+                tos,
             })),
             None => Ok(None), // no source address: not a datagram we can answer
         }
@@ -173,6 +180,46 @@ fn to_std(a: &SockaddrStorage) -> Option<SocketAddr> {
             v6.scope_id(),
         ))
     })
+}
+
+/// Sends `buf` to `to` with TOS / Traffic Class `tos` for this datagram only (an IP_TOS or
+/// IPV6_TCLASS control message): a reflector answering each sender with its own DSCP. A
+/// v4-mapped destination on a dual-stack socket goes out as IPv4, so it takes IP_TOS.
+pub fn send_with_tos(sock: &UdpSocket, buf: &[u8], to: SocketAddr, tos: u8) -> io::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage};
+    let iov = [std::io::IoSlice::new(buf)];
+    let v4 = match to {
+        SocketAddr::V4(_) => true,
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some(),
+    };
+    let dest = SockaddrStorage::from(to);
+    let tclass = i32::from(tos);
+    let cmsg = if v4 {
+        [ControlMessage::Ipv4Tos(&tos)]
+    } else {
+        [ControlMessage::Ipv6TClass(&tclass)]
+    };
+    sendmsg(
+        sock.as_raw_fd(),
+        &iov,
+        &cmsg,
+        MsgFlags::empty(),
+        Some(&dest),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Asks the kernel to report each datagram's TOS / Traffic Class ([`Meta::tos`]): for the
+/// reflectors that say what DSCP and ECN arrived (RFC 7750, STAMP's Class of Service TLV).
+/// Off by default: it adds a control message to every read.
+pub fn set_recv_tos(socket: &UdpSocket) -> io::Result<()> {
+    if socket.local_addr()?.is_ipv6() {
+        // v4-mapped traffic on a dual-stack socket reports through the IPv4 option.
+        let _ = nsock::setsockopt(socket, sockopt::IpRecvTos, &true);
+        nsock::setsockopt(socket, sockopt::Ipv6RecvTClass, &true).map_err(io::Error::from)
+    } else {
+        nsock::setsockopt(socket, sockopt::IpRecvTos, &true).map_err(io::Error::from)
+    }
 }
 
 /// Waits until `fd` is readable or `timeout` passes: `Ok(false)` on timeout or a signal.
@@ -465,6 +512,30 @@ mod tests {
                 assert_eq!(r.ttl_v4().unwrap(), 64, "{a}");
                 assert_eq!(r.tos_v4().unwrap(), 46 << 2, "{a}");
             }
+        }
+    }
+
+    #[test]
+    fn tos_is_reported_when_asked_for() {
+        for (rx_addr, tx_addr, to) in [
+            ("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1"),
+            ("[::]:0", "127.0.0.1:0", "127.0.0.1"),
+            ("[::1]:0", "[::1]:0", "::1"),
+        ] {
+            let rx = udp_socket(rx_addr.parse().unwrap(), 0).unwrap();
+            rx.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let tx = udp_socket(tx_addr.parse().unwrap(), 0).unwrap();
+            set_dscp(&tx, 46).unwrap();
+            let dest = SocketAddr::new(to.parse().unwrap(), rx.local_addr().unwrap().port());
+            let mut r = Receiver::new();
+            let mut buf = [0u8; 16];
+            send_to(&tx, b"a", dest).unwrap();
+            let m = r.recv(&rx, &mut buf).unwrap().expect("datagram");
+            assert_eq!(m.tos, None, "{rx_addr}: not asked for");
+            set_recv_tos(&rx).unwrap();
+            send_to(&tx, b"b", dest).unwrap();
+            let m = r.recv(&rx, &mut buf).unwrap().expect("datagram");
+            assert_eq!(m.tos, Some(46 << 2), "{rx_addr} from {tx_addr}");
         }
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use crate::config::{ClientConfig, SessionSpec};
 use crate::control::SecurityMode;
 use crate::error::{exit, Error};
+use crate::light::sender::{classify, ReflectorKind};
 use crate::sender::{Outcome, Schedule};
 use crate::stats::{self, DelayStats, PacketResult, PeerProblem, Summary};
 use crate::wire::Sid;
@@ -24,11 +25,22 @@ pub struct SessionReport {
     pub reflector: SocketAddr,
     /// Padding Length requested.
     pub padding: u32,
+    /// The Session-Sender's packet size, UDP payload octets (0 until known).
+    pub octets: u32,
+    /// STAMP's Session-Sender Identifier (RFC 8972 §3); `None` for TWAMP and TWAMP-Light.
+    pub ssid: Option<u16>,
+    /// TWAMP-Light / STAMP: how the reflector numbers its replies, once measured. TWAMP's is
+    /// stateful by RFC 5357 §4.2.1.
+    pub reflector_kind: Option<ReflectorKind>,
+    /// A TWAMP-Light / STAMP session: no control connection, no SID.
+    pub light: bool,
     pub dscp: u8,
     /// TTL our test packets were sent with.
     pub ttl: u8,
     pub count: u32,
     pub schedule: Schedule,
+    /// `-duration`: the session sent for this long, `count` only capped it.
+    pub duration: Option<Duration>,
     pub loss_timeout: Duration,
     /// Every packet sent and every reflection received.
     pub outcome: Outcome,
@@ -51,10 +63,15 @@ impl SessionReport {
             local,
             reflector,
             padding,
+            octets: 0,
+            ssid: None,
+            reflector_kind: None,
+            light: false,
             dscp: spec.dscp,
             ttl: spec.ttl,
             count: spec.count,
             schedule: spec.schedule,
+            duration: spec.duration,
             loss_timeout: spec.loss_timeout,
             outcome: Outcome::default(),
             summary: stats::summarize(&[], &[]),
@@ -66,10 +83,39 @@ impl SessionReport {
     pub fn finish(&mut self, outcome: Outcome) {
         self.summary = stats::summarize_ttl(&outcome.sent, &outcome.replies, self.ttl);
         self.problems = stats::peer_problems(&outcome.sent, &outcome.replies);
-        if self.sid.0 == [0; 16] {
+        if self.is_light() {
+            // No SID without a control connection; what the loss split can rest on is how
+            // the reflector numbers its replies (RFC 8762 §4).
+            self.reflector_kind = Some(classify(
+                outcome
+                    .replies
+                    .iter()
+                    .map(|r| (r.sender_seq, r.reflector_seq)),
+            ));
+        } else if self.sid.0 == [0; 16] {
             self.problems.insert(0, PeerProblem::ZeroSid);
         }
         self.outcome = outcome;
+    }
+
+    /// Packets the session was to send: its count, or what it sent when a duration bounded it.
+    pub fn sent_or_planned(&self) -> u64 {
+        match self.duration {
+            Some(_) => self.outcome.sent.len() as u64,
+            None => u64::from(self.count),
+        }
+    }
+
+    /// A TWAMP-Light / STAMP session (no control connection).
+    pub fn is_light(&self) -> bool {
+        self.light
+    }
+
+    /// Whether loss can be split by direction: the reflector numbers its own replies
+    /// (TWAMP, or a stateful STAMP reflector seen losing none of our numbering).
+    pub fn loss_direction_known(&self) -> bool {
+        self.reflector_kind
+            .is_none_or(ReflectorKind::per_direction_loss)
     }
 
     /// One record per test packet, in send order.
@@ -110,6 +156,8 @@ pub struct Report {
     pub server: Option<SocketAddr>,
     /// The security mode, once chosen.
     pub mode: Option<SecurityMode>,
+    /// TWAMP-Light / STAMP: what was sent (`stamp`, `stamp-authenticated`, `twamp-light`).
+    pub light: Option<&'static str>,
     /// The sessions accepted, in request order.
     pub sessions: Vec<SessionReport>,
     /// Why the run failed, if it did; what was measured before stays in `sessions`.
@@ -125,9 +173,15 @@ impl Report {
             port: cfg.port,
             server: None,
             mode: None,
+            light: None,
             sessions: Vec::new(),
             error: None,
         }
+    }
+
+    /// The mode records name: the security mode, or the TWAMP-Light / STAMP format.
+    pub fn mode_name(&self) -> Option<&'static str> {
+        self.mode.map(SecurityMode::name).or(self.light)
     }
 
     /// Records the error that ended the run; the first one wins.

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::addr;
 use crate::crypto::TestCipher;
 use crate::error::{Error, Op, Result};
+use crate::light::sender::LightSender;
 use crate::net::{self, Receiver};
 use crate::stats::{Reply, Sent};
 use crate::time::{Clock, Timestamp};
@@ -114,6 +115,9 @@ pub struct Plan {
     pub padding: usize,
     pub layout: TestLayout,
     pub cipher: Option<TestCipher>,
+    /// A TWAMP-Light / STAMP session (no control connection): its packets are built and read
+    /// by this instead of `layout` and `cipher`.
+    pub light: Option<LightSender>,
 }
 
 /// What came back, and what was sent, in one test session.
@@ -195,10 +199,18 @@ impl Sender {
     /// As [`Sender::new`], with the Poisson schedule's random seed given (for tests).
     pub fn with_seed(plan: Plan, reflector: SocketAddr, start: Instant, seed: u64) -> Self {
         let s = plan.layout.sender;
-        let mut packet = vec![0u8; s.base + plan.padding];
-        // Padding is random, as twping's is, so no compression on the path can shrink it
-        // (RFC 4656 §4.1.2 asks for pseudo-random padding). Made once; reused for every packet.
-        let _ = getrandom::fill(&mut packet[s.base..]);
+        let packet = match &plan.light {
+            // Built whole per packet by the light sender (TLVs, Extra Padding).
+            Some(l) => vec![0u8; l.packet_len()],
+            None => {
+                let mut packet = vec![0u8; s.base + plan.padding];
+                // Padding is random, as twping's is, so no compression on the path can shrink
+                // it (RFC 4656 §4.1.2 asks for pseudo-random padding). Made once; reused for
+                // every packet.
+                let _ = getrandom::fill(&mut packet[s.base..]);
+                packet
+            }
+        };
         Sender {
             offsets: Offsets::new(plan.schedule, seed),
             plan,
@@ -290,9 +302,27 @@ impl Sender {
     /// If `buf` is shorter than [`Sender::packet_len`], or every packet was sent already.
     pub fn emit(&mut self, now: Instant, clock: &dyn Clock, buf: &mut [u8]) -> Result<usize> {
         let due = self.next_due().expect("emit after the last packet");
-        let s = self.plan.layout.sender;
         let len = self.packet.len();
         let out = &mut buf[..len];
+        if let Some(l) = &self.plan.light {
+            // S_TxC (RFC 8972 §4.5): packets sent before this one, plus one.
+            l.emit(self.next, self.next.wrapping_add(1), out)
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+            let t1 = clock.now();
+            let error_estimate = clock.error_estimate();
+            l.stamp(out, t1, error_estimate);
+            self.record_sent(
+                now,
+                due,
+                Sent {
+                    seq: self.next,
+                    t1,
+                    t1_err: error_estimate,
+                },
+            );
+            return Ok(len);
+        }
+        let s = self.plan.layout.sender;
         out.copy_from_slice(&self.packet);
         let mut p = SenderPacket {
             seq: self.next,
@@ -309,11 +339,20 @@ impl Sender {
             c.seal_sender(out)
                 .map_err(|e| Error::Protocol(e.to_string()))?;
         }
-        self.outcome.sent.push(Sent {
-            seq: p.seq,
-            t1: p.timestamp,
-            t1_err: p.error_estimate,
-        });
+        self.record_sent(
+            now,
+            due,
+            Sent {
+                seq: p.seq,
+                t1: p.timestamp,
+                t1_err: p.error_estimate,
+            },
+        );
+        Ok(len)
+    }
+
+    fn record_sent(&mut self, now: Instant, due: Instant, sent: Sent) {
+        self.outcome.sent.push(sent);
         let late = now.saturating_duration_since(due).as_nanos();
         self.outcome
             .late_ns
@@ -327,7 +366,6 @@ impl Sender {
             self.done_sending_at = Some(now);
             self.outcome.last_send = Some(SystemTime::now());
         }
-        Ok(len)
     }
 
     /// Checks one received datagram; a reflection becomes a [`Reply`], recorded in the
@@ -363,6 +401,13 @@ impl Sender {
     }
 
     fn parse_reflection(&self, d: Datagram<'_>, clock: &dyn Clock) -> Option<Reply> {
+        if let Some(l) = &self.plan.light {
+            if d.truncated {
+                return None;
+            }
+            let p = l.parse_reply(d.bytes).ok()?;
+            return Some(p.to_stats(d.at, clock.error_estimate(), d.ttl));
+        }
         let r = self.plan.layout.reflector;
         if d.truncated || d.bytes.len() < r.base {
             return None;
@@ -629,6 +674,7 @@ mod tests {
             padding: 27,
             layout: TestLayout::OPEN,
             cipher: None,
+            light: None,
         }
     }
 

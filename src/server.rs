@@ -377,9 +377,121 @@ pub fn bind(config: &ServerConfig) -> Result<TcpListener> {
         .map_err(|e| Error::io(Op::Bind, Some(config.listen), e))
 }
 
+/// What the server listens on: TWAMP-Control's TCP listener (none with `-light-only`) and the
+/// TWAMP-Light / STAMP socket (with `-light`).
+pub struct Listeners {
+    pub control: Option<TcpListener>,
+    pub light: Option<std::net::UdpSocket>,
+}
+
+/// Binds everything the configuration asks for, before daemonizing, so "address in use"
+/// reaches the terminal.
+pub fn bind_all(config: &ServerConfig) -> Result<Listeners> {
+    let control = if config.light_only {
+        None
+    } else {
+        Some(bind(config)?)
+    };
+    Ok(Listeners {
+        control,
+        light: bind_light(config)?,
+    })
+}
+
+/// The TWAMP-Light / STAMP socket: the listen address, the light port, the received TOS
+/// reported (STAMP's Class of Service TLV says what DSCP arrived).
+fn bind_light(config: &ServerConfig) -> Result<Option<std::net::UdpSocket>> {
+    let Some(l) = &config.light else {
+        return Ok(None);
+    };
+    let at = SocketAddr::new(config.listen.ip(), l.port);
+    let s = net::udp_socket(at, crate::config::REFLECTOR_RCVBUF)
+        .map_err(|e| Error::io(Op::Bind, Some(at), e))?;
+    net::set_recv_tos(&s).map_err(|e| Error::io(Op::SetSockopt, Some(at), e))?;
+    Ok(Some(s))
+}
+
+/// Hands the TWAMP-Light / STAMP socket to the engine: it lives as long as the server.
+fn start_light(shared: &Shared, socket: std::net::UdpSocket) -> Result<()> {
+    let cfg = &shared.config;
+    let Some(l) = &cfg.light else {
+        return Ok(());
+    };
+    let key = match &l.key_id {
+        Some(id) => Some(
+            crate::light::LightKey::from_keyfile(&cfg.keys, id).ok_or_else(|| {
+                Error::Config(format!("-light-key: identity '{id}' is not in -keyfile"))
+            })?,
+        ),
+        None => None,
+    };
+    let mode = if key.is_some() {
+        crate::wire::stamp::StampMode::Authenticated
+    } else {
+        crate::wire::stamp::StampMode::Unauthenticated
+    };
+    let reflector = crate::light::LightReflector::new(crate::light::LightConfig {
+        seq_mode: if l.stateless {
+            crate::light::SeqMode::Stateless
+        } else {
+            crate::light::SeqMode::Stateful
+        },
+        mode,
+        key,
+        idle: l.idle,
+        max_senders: l.max_senders,
+        ..crate::light::LightConfig::default()
+    });
+    let local = socket.local_addr().ok();
+    let engine = shared
+        .engine
+        .get()
+        .ok_or_else(|| Error::Config("the reflector engine is not running".into()))?;
+    engine
+        .add(reflector::Registration {
+            owner: reflector::light::OWNER,
+            name: "twamp-light".into(),
+            socket,
+            handler: Box::new(
+                reflector::light::LightHandler::new(reflector)
+                    .counting_senders(shared.counters.light_senders.clone()),
+            ),
+            refwait: None,
+            linger: Duration::ZERO,
+            counters: Arc::new(reflector::Counters::default()),
+            activity: None,
+            permit: None,
+        })
+        .map_err(|e| Error::io(Op::Spawn, local, e))?;
+    log::info!(
+        "TWAMP-Light/STAMP reflector on {} ({}, {}, up to {} senders)",
+        local.map_or_else(|| "?".into(), |a| a.to_string()),
+        if l.stateless { "stateless" } else { "stateful" },
+        if l.key_id.is_some() {
+            "authenticated"
+        } else {
+            "unauthenticated"
+        },
+        l.max_senders
+    );
+    Ok(())
+}
+
 /// Serves until `shared.shutdown` is set, then closes every control connection and returns
-/// within about a second.
+/// within about a second. The light socket, if configured, is bound here.
 pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
+    let light = bind_light(&shared.config)?;
+    serve_all(
+        Listeners {
+            control: Some(listener),
+            light,
+        },
+        shared,
+    )
+}
+
+/// As [`serve`], on what [`bind_all`] bound.
+pub fn serve_all(listeners: Listeners, shared: Arc<Shared>) -> Result<()> {
     let cfg = &shared.config;
     let ctx = reflector::Context {
         refwait: cfg.refwait,
@@ -392,6 +504,16 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
         .map_err(|e| Error::io(Op::Spawn, None, e))?;
     let threads_n = engine.threads();
     let _ = shared.engine.set(engine);
+    if let Some(s) = listeners.light {
+        start_light(&shared, s)?;
+    }
+    let Some(listener) = listeners.control else {
+        // -light-only: nothing to accept; the engine serves until shutdown.
+        while !shared.shutdown.load(Ordering::Relaxed) {
+            std::thread::sleep(POLL);
+        }
+        return Ok(());
+    };
     let local = listener.local_addr().ok();
     log::info!(
         "TWAMP server listening on {} (modes {}, REFWAIT {:?}, SERVWAIT {:?}, {threads_n} engine thread(s), test ports {})",
@@ -812,15 +934,15 @@ fn wait_for_message(
 }
 
 /// Builds the shared state and serves; the entry point for `-mode server`.
-pub fn run(config: ServerConfig, listener: TcpListener, shutdown: Arc<AtomicBool>) -> Result<()> {
-    run_with(config, listener, shutdown, |_| Ok(()))
+pub fn run(config: ServerConfig, listeners: Listeners, shutdown: Arc<AtomicBool>) -> Result<()> {
+    run_with(config, listeners, shutdown, |_| Ok(()))
 }
 
 /// As [`run`], calling `started` with the shared state before serving (the `-metrics`
 /// endpoint reads it).
 pub fn run_with(
     config: ServerConfig,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: Arc<AtomicBool>,
     started: impl FnOnce(&Arc<Shared>) -> Result<()>,
 ) -> Result<()> {
@@ -830,5 +952,5 @@ pub fn run_with(
     }
     let shared = Shared::new(config, Arc::new(SystemClock::new()), shutdown);
     started(&shared)?;
-    serve(listener, shared)
+    serve_all(listeners, shared)
 }

@@ -397,6 +397,7 @@ fn a_relayed_run_with_known_drops_is_drawn_as_it_happened() {
         padding: 27,
         layout: TestLayout::OPEN,
         cipher: None,
+        light: None,
     };
     let stop = AtomicBool::new(false);
     let mut running = [sender::Session::new(

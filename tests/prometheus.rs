@@ -544,3 +544,40 @@ fn a_mesh_of_five_with_one_down_writes_five_records_and_says_so() {
         run.stdout
     );
 }
+
+#[test]
+fn a_light_module_probes_a_stamp_reflector_and_the_server_counts_its_sender() {
+    let metrics = SocketAddr::new(LOOPBACK, free_port(LOOPBACK));
+    let light_port = {
+        let s = std::net::UdpSocket::bind((LOOPBACK, 0)).unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let server = Server::start(&[
+        "-test-ports",
+        "0",
+        "-light-port",
+        &light_port.to_string(),
+        "-metrics",
+        &metrics.to_string(),
+    ]);
+    let exporter = Exporter::start(
+        "[exporter]\nallow = [\"127.0.0.0/8\"]\n[exporter.modules.default]\nlight = true\n\
+         count = 5\ninterval = \"10ms\"\nloss_timeout = \"200ms\"\n",
+    );
+    let (status, body) = exporter.probe(&format!("127.0.0.1:{light_port}"), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        sample(&body, "probe_success"),
+        Some(1.0),
+        "{body}\n{}",
+        server.log()
+    );
+    assert_eq!(sample(&body, "twamp_packets_received"), Some(5.0), "{body}");
+    let (_, m) = get(metrics, "/metrics", &[]);
+    assert_eq!(sample(&m, "twamp_server_light_senders"), Some(1.0), "{m}");
+    assert_eq!(
+        sample(&m, "twamp_server_packets_reflected_total"),
+        Some(5.0),
+        "{m}"
+    );
+}

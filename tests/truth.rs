@@ -123,6 +123,7 @@ fn run(fwd: Impairment, bck: Impairment) -> Run {
         padding: PADDING,
         layout: TestLayout::OPEN,
         cipher: None,
+        light: None,
     };
     let stop = AtomicBool::new(false);
     let started = Instant::now();

@@ -526,6 +526,7 @@ pub fn reflector(data: &[u8]) -> u32 {
             Err(DropReason::Undersized { .. }) => {
                 unreachable!("Undersized from a reflector with no negotiated size")
             }
+            Err(DropReason::NoReply) => unreachable!("NoReply is the light reflector's"),
             Err(DropReason::BadHmac) => {
                 assert!(
                     !foreign && mode.test_security().is_some(),

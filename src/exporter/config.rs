@@ -17,7 +17,8 @@
 //! auth = "authenticated"           # as -auth; default: the strictest we hold a key for
 //! keyfile = "/etc/twamp/probe.pfs" # twamp-server.pfs format; the secret stays in this file
 //! user = "probe"
-//! light = false
+//! light = false                   # true: TWAMP-Light/STAMP straight to the reflector's port
+//! # light_format = "stamp"         # with light: stamp (default) or twamp; ssid = N for STAMP
 //! ```
 //!
 //! Everything lives under `[exporter]`, so one file can also hold other tables (the server's
@@ -80,6 +81,8 @@ struct RawModule {
     user: Option<String>,
     #[serde(default)]
     light: bool,
+    light_format: Option<String>,
+    ssid: Option<u16>,
 }
 
 /// A network of the allowlist: an address and a prefix length.
@@ -141,6 +144,8 @@ pub struct Module {
     pub auth: Vec<SecurityMode>,
     pub user: Option<String>,
     pub secret: Option<Zeroizing<Vec<u8>>>,
+    /// TWAMP-Light / STAMP instead of TWAMP-Control (`light = true`).
+    pub light: Option<config::LightClient>,
 }
 
 impl std::fmt::Debug for Module {
@@ -152,6 +157,7 @@ impl std::fmt::Debug for Module {
             .field("auth", &self.auth)
             .field("user", &self.user)
             .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("light", &self.light)
             .finish()
     }
 }
@@ -248,10 +254,8 @@ impl ExporterConfig {
 }
 
 fn module(name: &str, m: RawModule) -> std::result::Result<Module, String> {
-    if m.light {
-        // The TWAMP-Light/STAMP Session-Sender loop is not in this build's library yet: refuse
-        // rather than measure something else under the module's name.
-        return Err("light = true: TWAMP-Light probes are not available in this build".into());
+    if !m.light && (m.light_format.is_some() || m.ssid.is_some()) {
+        return Err("light_format and ssid go with light = true".into());
     }
     let count = m.count.unwrap_or(DEFAULT_PROBE_COUNT);
     if count == 0 || count > MAX_COUNT {
@@ -300,9 +304,33 @@ fn module(name: &str, m: RawModule) -> std::result::Result<Module, String> {
         Some(list) => control::parse_mode_list(list).map_err(|e| format!("auth: {e}"))?,
         None => SecurityMode::STRICTEST_FIRST.to_vec(),
     };
-    if secret.is_none() && auth.iter().all(|a| a.needs_key()) {
+    if !m.light && secret.is_none() && auth.iter().all(|a| a.needs_key()) {
         return Err("auth: these modes need a keyfile".into());
     }
+    let light = if m.light {
+        use crate::light::sender::Format;
+        use crate::wire::stamp::StampMode;
+        let format = match (m.light_format.as_deref(), &secret) {
+            (Some("twamp"), Some(_)) => return Err(
+                "TWAMP-Light has no authenticated mode: light_format = \"stamp\" with a keyfile"
+                    .into(),
+            ),
+            (Some("twamp"), None) => Format::TwampLight,
+            (None | Some("stamp"), Some(_)) => Format::Stamp(StampMode::Authenticated),
+            (None | Some("stamp"), None) => Format::Stamp(StampMode::Unauthenticated),
+            (Some(other), _) => return Err(format!("light_format '{other}': stamp or twamp")),
+        };
+        if format == Format::TwampLight && m.ssid.is_some() {
+            return Err("ssid is STAMP's: not with light_format = \"twamp\"".into());
+        }
+        Some(config::LightClient {
+            format,
+            ssid: m.ssid.unwrap_or(1),
+            tlvs: Vec::new(),
+        })
+    } else {
+        None
+    };
     Ok(Module {
         name: name.to_string(),
         spec: SessionSpec {
@@ -318,6 +346,7 @@ fn module(name: &str, m: RawModule) -> std::result::Result<Module, String> {
         auth,
         user,
         secret,
+        light,
     })
 }
 
@@ -363,6 +392,9 @@ mod tests {
             interval = "10ms"
             dscp = "EF"
             [exporter.modules.plain]
+            [exporter.modules.stamp]
+            light = true
+            ssid = 7
         "#;
         let c = ExporterConfig::parse(text, "t.toml", "127.0.0.1:0".parse().unwrap(), logging())
             .unwrap();
@@ -370,12 +402,15 @@ mod tests {
         let fast = &c.modules["fast"];
         assert_eq!((fast.spec.count, fast.spec.dscp), (5, 46));
         assert_eq!(c.modules["plain"].spec.count, DEFAULT_PROBE_COUNT);
+        assert!(c.modules["plain"].light.is_none());
+        assert_eq!(c.modules["stamp"].light.as_ref().map(|l| l.ssid), Some(7));
         assert!(c.allowed(&["127.0.0.1".parse().unwrap()]));
         assert!(!c.allowed(&["127.0.0.1".parse().unwrap(), "10.0.0.1".parse().unwrap()]));
         assert!(!c.allowed(&[]));
         for bad in [
             "[exporter]\nallow=[]\nbogus=1\n[exporter.modules.a]\n",
-            "[exporter]\n[exporter.modules.a]\nlight = true\n",
+            "[exporter]\n[exporter.modules.a]\nlight = true\nlight_format = \"owamp\"\n",
+            "[exporter]\n[exporter.modules.a]\nssid = 3\n",
             "[exporter]\n[exporter.modules.a]\nauth = \"encrypted\"\n",
             "[exporter]\n",
             "[other]\n",

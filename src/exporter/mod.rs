@@ -412,6 +412,7 @@ fn probe(state: &Arc<State>, req: Request, query: &str, slot: Slot) {
         auth: module.auth.clone(),
         user: module.user.clone(),
         secret: module.secret.clone(),
+        light: module.light.clone(),
         quiet: true,
         logging: Logging {
             level: log::LevelFilter::Warn,

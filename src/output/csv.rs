@@ -92,13 +92,15 @@ fn line(r: &Report, m: Option<&SessionReport>, index: usize) -> String {
         r.error
             .as_ref()
             .map_or_else(String::new, |e| e.kind().to_string()),
-        r.mode.map_or_else(String::new, |m| m.name().to_string()),
+        r.mode_name().unwrap_or_default().to_string(),
         count(|s| s.sent),
         count(|s| s.received),
         count(|s| s.lost),
         num(s.map(|s| s.loss_ratio * 100.0)),
-        count(|s| s.lost_forward),
-        count(|s| s.lost_backward),
+        m.filter(|m| m.loss_direction_known())
+            .map_or_else(String::new, |m| m.summary.lost_forward.to_string()),
+        m.filter(|m| m.loss_direction_known())
+            .map_or_else(String::new, |m| m.summary.lost_backward.to_string()),
         count(|s| s.duplicates_forward),
         count(|s| s.duplicates_backward),
         count(|s| s.reordering_forward.reordered),

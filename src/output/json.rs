@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::ms;
 use crate::report::{Report, SessionReport};
-use crate::stats::{self, DelayStats, Hops, Summary};
+use crate::stats::{self, DelayStats, Hops};
 
 /// The JSON schema version. Bump on any incompatible change.
 pub const JSON_SCHEMA: &str = "twamp-result/1";
@@ -95,7 +95,9 @@ fn reorder(r: &stats::Reordering) -> Value {
 fn session(r: &Report, m: &SessionReport) -> Value {
     json!({
         "sid": m.sid.to_string(),
-        "mode": r.mode.map(|m| m.name()),
+        "mode": r.mode_name(),
+        "ssid": m.ssid,
+        "reflector_stateful": m.reflector_kind.map(|k| k.per_direction_loss()),
         "local": m.local.to_string(),
         "reflector": m.reflector.to_string(),
         "padding_octets": m.padding,
@@ -113,15 +115,18 @@ fn session(r: &Report, m: &SessionReport) -> Value {
     })
 }
 
-fn summary(s: &Summary) -> Value {
+fn summary(m: &SessionReport) -> Value {
+    let s = &m.summary;
+    // Unknown behind a reflector that copies our numbers: null, never a guess.
+    let known = m.loss_direction_known();
     json!({
         "sent": s.sent,
         "received": s.received,
         "lost": s.lost,
         "loss_percent": percent(s.loss_ratio),
-        "lost_forward": s.lost_forward,
-        "lost_backward": s.lost_backward,
-        "lost_unattributed": s.lost_unattributed,
+        "lost_forward": known.then_some(s.lost_forward),
+        "lost_backward": known.then_some(s.lost_backward),
+        "lost_unattributed": known.then_some(s.lost_unattributed),
         "duplicates": s.duplicates,
         "duplicates_forward": s.duplicates_forward,
         "duplicates_backward": s.duplicates_backward,
@@ -165,10 +170,10 @@ pub fn value(r: &Report) -> Value {
             "address": r.server.map(|a| a.ip().to_string()),
         },
         "session": first.map(|m| session(r, m)),
-        "summary": first.map(|m| summary(&m.summary)),
+        "summary": first.map(summary),
         "sessions": r.sessions.iter().map(|m| json!({
             "session": session(r, m),
-            "summary": summary(&m.summary),
+            "summary": summary(m),
         })).collect::<Vec<_>>(),
         "total": r.total().map(|t| json!({
             "sessions": t.sessions,

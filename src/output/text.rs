@@ -26,6 +26,11 @@ pub fn render(r: &Report) -> String {
         session(&mut o, r, s);
     }
     if let Some(t) = r.total() {
+        let split = if r.sessions.iter().all(|m| m.loss_direction_known()) || t.lost == 0 {
+            format!("{} forward, {} backward", t.lost_forward, t.lost_backward)
+        } else {
+            "direction unknown".to_string()
+        };
         let rtt = t.rtt.map_or(String::new(), |d| {
             format!(
                 ", round-trip min/median/max = {}/{}/{} ms",
@@ -36,14 +41,12 @@ pub fn render(r: &Report) -> String {
         });
         let _ = writeln!(
             o,
-            "total over {} sessions: {} sent, {} received, {} lost ({:.1}%: {} forward, {} backward){rtt}",
+            "total over {} sessions: {} sent, {} received, {} lost ({:.1}%: {split}){rtt}",
             t.sessions,
             t.sent,
             t.received,
             t.lost,
             t.loss_ratio * 100.0,
-            t.lost_forward,
-            t.lost_backward,
         );
     }
     if let Some(e) = &r.error {
@@ -53,27 +56,33 @@ pub fn render(r: &Report) -> String {
 }
 
 fn session(o: &mut String, r: &Report, m: &SessionReport) {
-    let mode = r.mode.map_or("-", |m| m.name());
-    let base = r.mode.map_or(0, |m| m.test_layout().sender.base as u32);
+    let mode = r.mode_name().unwrap_or("-");
+    let id = match m.ssid {
+        Some(ssid) => format!("SSID {ssid}"),
+        None if m.light => "no SID".to_string(),
+        None => format!("SID {}", m.sid),
+    };
     let _ = writeln!(
         o,
-        "mode {mode}, SID {}, reflector {}, {} packets of {} octets every {}",
-        m.sid,
+        "mode {mode}, {id}, reflector {}, {} packets of {} octets every {}",
         m.reflector,
-        m.count,
-        base + m.padding,
+        m.sent_or_planned(),
+        m.octets,
         fmt_duration(m.interval())
     );
     let s = &m.summary;
+    let split = if m.loss_direction_known() || s.lost == 0 {
+        format!("{} forward, {} backward", s.lost_forward, s.lost_backward)
+    } else {
+        "direction unknown: the reflector copies our sequence numbers".to_string()
+    };
     let _ = writeln!(
         o,
-        "{} sent, {} received, {} lost ({:.1}%: {} forward, {} backward), {} duplicates ({} forward, {} backward)",
+        "{} sent, {} received, {} lost ({:.1}%: {split}), {} duplicates ({} forward, {} backward)",
         s.sent,
         s.received,
         s.lost,
         s.loss_ratio * 100.0,
-        s.lost_forward,
-        s.lost_backward,
         s.duplicates,
         s.duplicates_forward,
         s.duplicates_backward

@@ -43,7 +43,7 @@ pub fn sessions_from_report(r: &Report) -> Vec<PlotSession> {
                     backward: p.bck.filter(|_| one_way),
                 })
                 .collect();
-            let base = r.mode.map(|m| m.test_layout().sender.base as u32);
+
             PlotSession {
                 title: PlotTitle {
                     target: if r.sessions.len() > 1 {
@@ -51,9 +51,9 @@ pub fn sessions_from_report(r: &Report) -> Vec<PlotSession> {
                     } else {
                         target.clone()
                     },
-                    mode: r.mode.map(|m| m.name().to_string()),
+                    mode: r.mode_name().map(str::to_string),
                     dscp: Some(m.dscp),
-                    packet_octets: base.map(|b| b + m.padding),
+                    packet_octets: (m.octets > 0).then_some(m.octets),
                     start: Some(r.started.clone()),
                     sent: s.sent,
                     lost: s.lost,

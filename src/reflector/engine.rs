@@ -58,6 +58,28 @@ pub trait Handler: Send {
 
     /// The largest datagram served; longer ones are dropped as oversized.
     fn max_datagram(&self) -> usize;
+
+    /// The TOS the last reply should go out with, if not the socket's (a TWAMP-Light / STAMP
+    /// reflector answers each sender with the DSCP it received, or the one a Class of Service
+    /// TLV asks for). TWAMP sessions send with the DSCP of their Type-P Descriptor, set on the
+    /// socket.
+    fn reply_tos(&self) -> Option<u8> {
+        None
+    }
+
+    /// As [`Handler::on_datagram`], with what else the kernel said: the source port and the
+    /// TOS (a TWAMP-Light / STAMP reflector keys its senders by address and port and reports
+    /// the DSCP it received), and the local port. A TWAMP session needs none of it.
+    fn on_datagram_meta(
+        &mut self,
+        rx: Received<'_>,
+        _meta: &net::Meta,
+        _local_port: u16,
+        clock: &dyn Clock,
+        out: &mut [u8],
+    ) -> Result<usize, DropReason> {
+        self.on_datagram(rx, clock, out)
+    }
 }
 
 /// Who a socket belongs to: one control connection (or one TWAMP-Light service). Stop and
@@ -454,18 +476,19 @@ fn serve(
         match e
             .reg
             .handler
-            .on_datagram(received, shared.clock.as_ref(), tx)
+            .on_datagram_meta(received, &meta, e.port, shared.clock.as_ref(), tx)
         {
             Ok(n) => {
                 e.last = now;
                 if let Some(a) = &e.reg.activity {
                     a.store(meta.at.unix_millis(), Ordering::Relaxed);
                 }
-                match e
-                    .reg
-                    .socket
-                    .send_to(&tx[..n], addr::destination(meta.from, e.v6))
-                {
+                let to = addr::destination(meta.from, e.v6);
+                let sent = match e.reg.handler.reply_tos() {
+                    None => e.reg.socket.send_to(&tx[..n], to),
+                    Some(tos) => net::send_with_tos(&e.reg.socket, &tx[..n], to, tos),
+                };
+                match sent {
                     Ok(_) => {
                         c.reflected.fetch_add(1, Ordering::Relaxed);
                         shared.totals.reflected.fetch_add(1, Ordering::Relaxed);

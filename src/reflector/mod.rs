@@ -22,6 +22,8 @@ use crate::wire::{ReflectorPacket, SenderPacket, Sid, TestLayout};
 
 pub use engine::{Engine, Handler, Owner, Registration};
 
+pub mod light;
+
 /// Why a datagram was not reflected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
@@ -36,6 +38,8 @@ pub enum DropReason {
     WrongPeer,
     /// HMAC check failed (authenticated and encrypted modes).
     BadHmac,
+    /// The packet asked for no reply (a STAMP Return Path TLV, RFC 9503).
+    NoReply,
 }
 
 /// Per-session counters, readable while the session runs.
@@ -47,6 +51,7 @@ pub struct Counters {
     pub oversized: AtomicU64,
     pub wrong_peer: AtomicU64,
     pub bad_hmac: AtomicU64,
+    pub no_reply: AtomicU64,
 }
 
 impl Counters {
@@ -57,6 +62,7 @@ impl Counters {
             DropReason::Oversized => &self.oversized,
             DropReason::WrongPeer => &self.wrong_peer,
             DropReason::BadHmac => &self.bad_hmac,
+            DropReason::NoReply => &self.no_reply,
         };
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -67,6 +73,7 @@ impl Counters {
             + self.oversized.load(Ordering::Relaxed)
             + self.wrong_peer.load(Ordering::Relaxed)
             + self.bad_hmac.load(Ordering::Relaxed)
+            + self.no_reply.load(Ordering::Relaxed)
     }
 }
 

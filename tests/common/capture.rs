@@ -68,8 +68,20 @@ impl Capture {
             String::from_utf8_lossy(&seen)
         );
         std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        // "Capturing on" comes a little before the capture really starts.
-        std::thread::sleep(Duration::from_millis(1500));
+        // "Capturing on" comes a little before the capture really starts, later still on a
+        // loaded machine: send marker datagrams (to the discard port; the filters take UDP)
+        // until the file grows, at most 20 s.
+        let marker = std::net::UdpSocket::bind("127.0.0.1:0").expect("marker socket");
+        let size = || std::fs::metadata(&pcap).map_or(0, |m| m.len());
+        let before = size();
+        let start = Instant::now();
+        while size() <= before && start.elapsed() < Duration::from_secs(20) {
+            let _ = marker.send_to(b"twamp capture marker", "127.0.0.1:9");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(size() > before, "tshark wrote nothing in 20 s");
+        // Once one frame is on disk, the ring is live.
+        std::thread::sleep(Duration::from_millis(200));
         Capture {
             child: Some(child),
             pcap,
@@ -79,7 +91,7 @@ impl Capture {
 
     /// Stops tshark with SIGINT, so it finishes the file; waits at most 10 s.
     pub fn stop(&mut self) {
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(1000));
         if let Some(mut g) = self.child.take() {
             let _ = Command::new("kill")
                 .args(["-INT", &g.0.id().to_string()])
