@@ -330,83 +330,50 @@ fn resolve(host: &str, port: u16) -> std::result::Result<Vec<SocketAddr>, String
         .map_err(|e| format!("cannot resolve '{host}': {e}"))
 }
 
-fn probe(state: &Arc<State>, req: Request, query: &str, slot: Slot) {
-    let started = Instant::now();
-    let cfg = &state.cfg;
-    let bad = |req: Request, status: u16, why: String, counter: &AtomicU64| {
-        counter.fetch_add(1, Ordering::Relaxed);
-        log::info!("probe refused: {why}");
-        answer(req, text(status, format!("{why}\n")));
-    };
-    let q = match parse_query(query) {
-        Ok(q) => q,
-        Err(e) => return bad(req, 400, e, &state.stats.bad_request),
-    };
-    let name = q.module.as_deref().unwrap_or("default");
-    let Some(module) = cfg.modules.get(name) else {
-        let known: Vec<&str> = cfg.modules.keys().map(String::as_str).collect();
-        return bad(
-            req,
-            400,
-            format!("unknown module '{name}' (configured: {})", known.join(", ")),
-            &state.stats.bad_request,
-        );
-    };
-    let timeout_header = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("X-Prometheus-Scrape-Timeout-Seconds"))
-        .map(|h| h.value.as_str().to_string());
-    let budget = deadline_for(
-        timeout_header.as_deref(),
-        cfg.default_timeout,
-        cfg.timeout_margin,
-    );
-    let deadline = started + budget;
-    let (host, port) = match crate::config::split_host_port(&q.target, module.port) {
+/// What the measuring thread hands back.
+enum Outcome {
+    /// Not in the allow list: nothing was sent.
+    Refused(String),
+    /// The name did not resolve.
+    Unresolved(String),
+    Measured(crate::report::Report),
+}
+
+/// Resolves, checks the allow list, measures: on the probe's own thread, so that a slow name
+/// lookup is bounded by the deadline too.
+fn measure(
+    state: &State,
+    module: &config::Module,
+    target: &str,
+    budget: Duration,
+    stop: &AtomicBool,
+) -> Outcome {
+    let (host, port) = match crate::config::split_host_port(target, module.port) {
         Ok(x) => x,
-        Err(e) => return bad(req, 400, format!("target: {e}"), &state.stats.bad_request),
+        Err(e) => return Outcome::Unresolved(format!("target: {e}")),
     };
-    // The allowlist is checked on every address the name has, before anything is sent.
+    // The allow list is checked on every address the name has, before anything is sent.
     let addrs = match resolve(&host, port) {
-        Ok(a) => a,
-        Err(e) => {
-            // Not refused: the target is simply down for now (a failed probe).
-            state.stats.failed.fetch_add(1, Ordering::Relaxed);
-            log::info!("probe {}: {e}", q.target);
-            return answer(
-                req,
-                exposition(metrics::probe(None, false, started.elapsed())),
-            );
-        }
+        Ok(a) if !a.is_empty() => a,
+        Ok(_) => return Outcome::Unresolved(format!("'{host}' has no address")),
+        Err(e) => return Outcome::Unresolved(e),
     };
     let ips: Vec<IpAddr> = addrs.iter().map(SocketAddr::ip).collect();
-    if !cfg.allowed(&ips) {
-        return bad(
-            req,
-            403,
-            format!(
-                "target {} ({}) is not inside the exporter's allow list",
-                q.target,
-                ips.iter()
-                    .map(IpAddr::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            &state.stats.refused_allowlist,
-        );
+    if !state.cfg.allowed(&ips) {
+        return Outcome::Refused(format!(
+            "target {target} ({}) is not inside the exporter's allow list",
+            ips.iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
-    let target = addrs[0];
-    let expected = module.spec.schedule.span(module.spec.count) + module.spec.loss_timeout;
-    if expected > budget {
-        log::warn!(
-            "probe {target} (module {name}): needs about {expected:?}, the scrape allows {budget:?}: it will be cut short"
-        );
-    }
+    let to = addrs[0];
     let client = ClientConfig {
         // The checked address itself, as a literal: no second lookup.
-        host: target.ip().to_string(),
-        port: target.port(),
+        host: to.ip().to_string(),
+        port: to.port(),
+        // The measurement's own waits end with the scrape, so its slot comes back soon after.
         connect_timeout: module.connect_timeout.min(budget),
         sessions: vec![module.spec.clone()],
         auth: module.auth.clone(),
@@ -420,14 +387,58 @@ fn probe(state: &Arc<State>, req: Request, query: &str, slot: Slot) {
         },
         ..ClientConfig::default()
     };
+    Outcome::Measured(crate::client::run(&client, &state.clock, stop, |_| {}))
+}
+
+fn probe(state: &Arc<State>, req: Request, query: &str, slot: Slot) {
+    let started = Instant::now();
+    let cfg = &state.cfg;
+    let bad = |req: Request, status: u16, why: String, counter: &AtomicU64| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        log::info!("probe refused: {why}");
+        answer(req, text(status, format!("{why}\n")));
+    };
+    let q = match parse_query(query) {
+        Ok(q) => q,
+        Err(e) => return bad(req, 400, e, &state.stats.bad_request),
+    };
+    let name = q.module.clone().unwrap_or_else(|| "default".into());
+    if !cfg.modules.contains_key(&name) {
+        let known: Vec<&str> = cfg.modules.keys().map(String::as_str).collect();
+        return bad(
+            req,
+            400,
+            format!("unknown module '{name}' (configured: {})", known.join(", ")),
+            &state.stats.bad_request,
+        );
+    }
+    let timeout_header = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("X-Prometheus-Scrape-Timeout-Seconds"))
+        .map(|h| h.value.as_str().to_string());
+    let budget = deadline_for(
+        timeout_header.as_deref(),
+        cfg.default_timeout,
+        cfg.timeout_margin,
+    );
+    let deadline = started + budget;
+    let module = &cfg.modules[&name];
+    let expected = module.spec.schedule.span(module.spec.count) + module.spec.loss_timeout;
+    if expected > budget {
+        log::warn!(
+            "probe {} (module {name}): needs about {expected:?}, the scrape allows {budget:?}: it will be cut short",
+            q.target
+        );
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
-    let (st, stop2) = (state.clone(), stop.clone());
+    let (st, stop2, target) = (state.clone(), stop.clone(), q.target.clone());
     let worker = std::thread::Builder::new()
-        .name(format!("probe:{target}"))
+        .name("probe".into())
         .spawn(move || {
-            let report = crate::client::run(&client, &st.clock, &stop2, |_| {});
-            let _ = tx.send(report);
+            let outcome = measure(&st, &st.cfg.modules[&name], &target, budget, &stop2);
+            let _ = tx.send(outcome);
             // The slot goes back only now: a run cut short by its deadline still counts
             // against max_probes until it has really ended.
             drop(slot);
@@ -442,17 +453,23 @@ fn probe(state: &Arc<State>, req: Request, query: &str, slot: Slot) {
     }
     let left = deadline.saturating_duration_since(Instant::now());
     let (report, success) = match rx.recv_timeout(left) {
-        Ok(r) => {
+        Ok(Outcome::Refused(why)) => return bad(req, 403, why, &state.stats.refused_allowlist),
+        Ok(Outcome::Unresolved(why)) => {
+            log::info!("probe {}: {why}", q.target);
+            (None, false)
+        }
+        Ok(Outcome::Measured(r)) => {
             let ok = r.ok() && !stop.load(Ordering::Relaxed);
             if let Some(e) = &r.error {
-                log::info!("probe {target} (module {name}): {e}");
+                log::info!("probe {}: {e}", q.target);
             }
             (Some(r), ok)
         }
         Err(_) => {
             stop.store(true, Ordering::Relaxed);
             log::info!(
-                "probe {target} (module {name}): not done within {budget:?} (scrape timeout minus margin)"
+                "probe {}: not done within {budget:?} (scrape timeout minus margin)",
+                q.target
             );
             (None, false)
         }
