@@ -73,6 +73,8 @@ impl Metrics {
         if samples.is_empty() {
             return;
         }
+        // The encoder ends every HELP with a full stop of its own.
+        let help = help.trim_end_matches('.');
         let family = Family::<Labels, FloatGauge>::default();
         for (labels, v) in samples {
             family.get_or_create(&labels).set(v);
@@ -85,6 +87,7 @@ impl Metrics {
 
     /// A counter family (`name` without `_total`: the encoder appends it).
     pub fn counter(&mut self, name: &str, help: &str, samples: Vec<(Labels, u64)>) {
+        let help = help.trim_end_matches('.');
         let family = Family::<Labels, Counter>::default();
         for (labels, v) in samples {
             family.get_or_create(&labels).inc_by(v);
@@ -411,7 +414,7 @@ fn rtt_histogram(m: &mut Metrics, sessions: &[SessionReport]) {
     if any {
         m.registry.register_with_unit(
             "twamp_rtt",
-            "Round-trip delays of this probe's packets.",
+            "Round-trip delays of this probe's packets",
             Unit::Seconds,
             family,
         );
@@ -649,6 +652,102 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing in\n{text}");
         }
+    }
+
+    use crate::config::{ClientConfig, SessionSpec};
+    use crate::sender::Outcome;
+    use crate::stats::{Reply, Sent};
+    use crate::time::{ErrorEstimate, Timestamp};
+    use crate::wire::Sid;
+
+    /// One packet: T1 = 100 s, T2 = T1 + `fwd_ms`, T3 = T2 + 0.1 ms, T4 = T3 + 1 ms, every
+    /// Error Estimate with the S bit set or not.
+    fn report(fwd_ms: i64, synced: bool) -> Report {
+        let at = |ms: f64| {
+            let t = 100.0 + ms / 1e3;
+            Timestamp::new(t as u32, ((t.fract()) * 4_294_967_296.0) as u32)
+        };
+        let e = ErrorEstimate(if synced { 0x8001 } else { 0x0001 });
+        let (t1, t2) = (at(0.0), at(fwd_ms as f64));
+        let (t3, t4) = (at(fwd_ms as f64 + 0.1), at(fwd_ms as f64 + 1.1));
+        let mut s = SessionReport::new(
+            Sid([1; 16]),
+            "127.0.0.1:1".parse().unwrap(),
+            "127.0.0.1:2".parse().unwrap(),
+            27,
+            &SessionSpec {
+                dscp: 46,
+                ..SessionSpec::default()
+            },
+        );
+        s.finish(Outcome {
+            sent: vec![Sent {
+                seq: 0,
+                t1,
+                t1_err: e,
+            }],
+            replies: vec![Reply {
+                sender_seq: 0,
+                reflector_seq: 0,
+                t1,
+                t1_err: e,
+                t2,
+                t2_err: e,
+                t3,
+                t3_err: e,
+                t4,
+                t4_err: e,
+                sender_ttl: 250,
+                ttl: Some(251),
+            }],
+            ..Outcome::default()
+        });
+        let mut r = Report::new(&ClientConfig::default());
+        r.sessions.push(s);
+        r
+    }
+
+    #[test]
+    fn one_way_delays_only_with_synchronised_clocks_and_never_negative() {
+        let text = probe(Some(&report(2, true)), true, Duration::from_secs(1));
+        assert!(
+            text.contains("twamp_clock_synchronized{dscp=\"46\"} 1"),
+            "{text}"
+        );
+        let fwd = text
+            .lines()
+            .find(|l| l.starts_with("twamp_one_way_delay_median_seconds") && l.contains("forward"))
+            .unwrap_or_else(|| panic!("no forward delay in\n{text}"));
+        let v: f64 = fwd.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((v - 0.002).abs() < 1e-6, "{fwd}");
+        assert!(
+            text.contains("twamp_rtt_median_seconds{dscp=\"46\"} 0.003"),
+            "{text}"
+        );
+        assert!(text.contains("twamp_hops_min{"), "{text}");
+
+        // Unsynchronised: no one-way delay at all, and the gauge says why.
+        let text = probe(Some(&report(2, false)), true, Duration::from_secs(1));
+        assert!(!text.contains("twamp_one_way_delay_m"), "{text}");
+        assert!(
+            text.contains("twamp_clock_synchronized{dscp=\"46\"} 0"),
+            "{text}"
+        );
+
+        // Synchronised but T2 < T1: the clocks disagree; never exported as a delay.
+        let text = probe(Some(&report(-5, true)), true, Duration::from_secs(1));
+        assert!(!text.contains("twamp_one_way_delay_m"), "{text}");
+        assert!(
+            text.contains("twamp_clock_synchronized{dscp=\"46\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("twamp_one_way_delay_negative_samples")
+                    && l.contains("forward")
+                    && l.ends_with(" 1.0")),
+            "{text}"
+        );
     }
 
     #[test]

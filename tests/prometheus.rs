@@ -288,7 +288,7 @@ scrape_configs:
     std::fs::write(&config_path, config).unwrap();
     let prom = SocketAddr::new(LOOPBACK, free_port(LOOPBACK));
     let log = std::fs::File::create(dir.0.join("prometheus.log")).unwrap();
-    let _prometheus = Guard(
+    let prometheus = Guard(
         Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
@@ -336,6 +336,8 @@ scrape_configs:
         body.contains(&format!("\"instance\":\"127.0.0.1:{}\"", server.port())),
         "{body}"
     );
+    drop(prometheus); // stopped (killed and reaped) before its data goes
+    let _ = std::fs::remove_dir_all(&dir.0);
 }
 
 #[test]
