@@ -225,6 +225,17 @@ fn promtool_finds_no_problem_in_either_endpoint_nor_in_the_rules() {
         ok && text.trim().is_empty(),
         "promtool on -metrics:\n{text}\n{server_metrics}"
     );
+    let (status, own) = get(exporter.addr, "/metrics", &[]);
+    assert_eq!(status, 200);
+    assert!(
+        own.contains("twamp_exporter_probes_total{result=\"success\"} 1"),
+        "{own}"
+    );
+    let (ok, text) = promtool(&["check", "metrics"], &as_text_004(&own));
+    assert!(
+        ok && text.trim().is_empty(),
+        "promtool on the exporter's /metrics:\n{text}\n{own}"
+    );
     let (ok, text) = promtool(&["check", "rules", RULES], "");
     assert!(ok, "promtool check rules {RULES}:\n{text}");
     assert!(text.contains("SUCCESS"), "{text}");
