@@ -21,9 +21,8 @@
 //! # light_format = "stamp"         # with light: stamp (default) or twamp; ssid = N for STAMP
 //! ```
 //!
-//! Everything lives under `[exporter]`, so one file can also hold other tables (the server's
-//! configuration) without either reading the other's. Unknown keys inside `[exporter]` are
-//! errors. Secrets only come from key files named here: a scrape's URL names a module, never a
+//! Everything lives under `[exporter]`; the exporter ignores whatever else the file holds (so a
+//! later shared file is possible), while unknown keys inside `[exporter]` are errors. Secrets only come from key files named here: a scrape's URL names a module, never a
 //! key.
 
 use std::collections::BTreeMap;
