@@ -10,7 +10,7 @@ use crate::error::exit;
 use crate::output::{self, terminal};
 use crate::sender::Progress;
 use crate::time::SystemClock;
-use crate::{client, daemon, logging, server};
+use crate::{client, daemon, exporter, logging, server};
 
 /// Runs the configured mode; returns the process exit code.
 pub fn run(mode: Mode) -> u8 {
@@ -27,6 +27,15 @@ pub fn run(mode: Mode) -> u8 {
             }
         },
         Mode::Client(cfg) => run_client(&cfg),
+        Mode::Exporter(cfg) => match run_exporter(cfg) {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                log::error!("{e}");
+                eprintln!("twamp: {e}");
+                e.exit_code()
+            }
+        },
+        Mode::Mesh(cfg) => run_mesh(&cfg),
         Mode::Plot(cfg) => match run_plot(&cfg) {
             Ok(()) => exit::OK,
             Err(e) => {
@@ -203,6 +212,7 @@ fn run_server(cfg: ServerConfig) -> crate::Result<()> {
     // needs root or CAP_NET_BIND_SERVICE, which -run-as gives up.
     let listener = server::bind_all(&cfg)?;
     // In the daemon: logging and threads only now (fork keeps only the calling thread).
+    let metrics = cfg.metrics.map(exporter::bind).transpose()?;
     let ready = if cfg.daemon {
         Some(daemon::detach()?)
     } else {
@@ -233,6 +243,10 @@ fn run_server(cfg: ServerConfig) -> crate::Result<()> {
     if let Some(r) = ready {
         r.signal();
     }
+    if let Some(l) = metrics {
+        let sh = shared.clone();
+        exporter::serve_metrics(l, shared.shutdown.clone(), move || sh.metrics_snapshot())?;
+    }
     let served = server::serve_all(listener, shared.clone());
     // The engine ends its sessions within a sweep of the shutdown flag.
     let end = std::time::Instant::now() + Duration::from_secs(1);
@@ -253,6 +267,23 @@ fn run_server(cfg: ServerConfig) -> crate::Result<()> {
         p.remove();
     }
     served
+}
+
+/// `-mode exporter`: serves probes until SIGINT/SIGTERM.
+fn run_exporter(cfg: exporter::ExporterConfig) -> crate::Result<()> {
+    let listener = exporter::bind(cfg.listen)?;
+    logging::init(&cfg.logging, false, false)?;
+    exporter::serve(cfg, listener, shutdown_flag())
+}
+
+/// `-mode client` with several targets: one record per target (src/mesh.rs).
+fn run_mesh(cfg: &crate::mesh::MeshConfig) -> u8 {
+    if let Err(e) = logging::init(&cfg.targets[0].logging, false, false) {
+        eprintln!("twamp: {e}");
+        return e.exit_code();
+    }
+    let codes = crate::mesh::run(cfg, &shutdown_flag());
+    crate::mesh::exit_code(&codes)
 }
 
 fn run_client(cfg: &ClientConfig) -> u8 {

@@ -15,6 +15,8 @@ pub enum ModeArg {
     Client,
     /// Draw records saved earlier (`-input`) as an SVG (`-plot`).
     Plot,
+    /// Serve Prometheus probes (`/probe?target=…&module=…`) with `-exporter-config`'s modules.
+    Exporter,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -132,13 +134,14 @@ fn duration(s: &str) -> Result<String, String> {
 pub struct Cli {
     /// Run as the TWAMP server (Server and Session-Reflector) or the client (Control-Client and
     /// Session-Sender).
-    #[arg(long, value_enum, value_name = "server|client|plot")]
+    #[arg(long, value_enum, value_name = "server|client|plot|exporter")]
     pub mode: ModeArg,
 
     // ---- client ----
     /// Client: the TWAMP server to measure, HOST[:PORT], an IPv4 or IPv6 literal, or [V6]:PORT.
-    #[arg(long, value_name = "HOST[:PORT]", help_heading = "Client")]
-    pub server: Option<String>,
+    /// Repeat it to measure several servers in parallel (a mesh, as -targets).
+    #[arg(long, value_name = "HOST[:PORT]", action = ArgAction::Append, help_heading = "Client")]
+    pub server: Vec<String>,
 
     /// Client: number of test packets.
     #[arg(
@@ -474,6 +477,26 @@ pub struct Cli {
     /// location, timestamp, cos, direct, access, follow-up.
     #[arg(long, value_name = "LIST", help_heading = "TWAMP-Light / STAMP")]
     pub tlv: Option<String>,
+
+    // ---- exporter, server metrics, mesh ----
+    /// Exporter: the TOML file of probe modules, the target allow list and the bounds (its
+    /// [exporter] table; see twamp(1)). Required with -mode exporter.
+    #[arg(long, value_name = "PATH", help_heading = "Exporter")]
+    pub exporter_config: Option<String>,
+
+    /// Server: serve Prometheus metrics at http://ADDR:PORT/metrics (connections, sessions,
+    /// packets reflected, drops and refusals by reason).
+    #[arg(long, value_name = "ADDR:PORT", help_heading = "Exporter")]
+    pub metrics: Option<String>,
+
+    /// Client: measure every target in FILE (one HOST[:PORT] per line, optional count=,
+    /// interval=, dscp=, padding=, timeout=; # comments), one record per target.
+    #[arg(long, value_name = "FILE", help_heading = "Exporter")]
+    pub targets: Option<String>,
+
+    /// Client: with several targets, how many are measured at once (default 8).
+    #[arg(long, value_name = "N", value_parser = whole("a number of targets", 1usize, 256), help_heading = "Exporter")]
+    pub parallel: Option<usize>,
 }
 
 /// clap's command for [`Cli`], built (so `-h`/`-help` and `-V`/`-version` are in it), with
@@ -830,7 +853,7 @@ mod tests {
         // Go's flag package takes the next word as the value whatever it looks like.
         let c = parse(&["-mode", "client", "-user", "-bob", "-server", "-x"]);
         assert_eq!(c.user.as_deref(), Some("-bob"));
-        assert_eq!(c.server.as_deref(), Some("-x"));
+        assert_eq!(c.server, vec!["-x".to_string()]);
         assert_eq!(
             parse(&["-mode", "client", "-output", "-"])
                 .output
@@ -907,7 +930,7 @@ mod tests {
             ),
             (
                 &["-mode", "sideways"],
-                "-mode: 'sideways' is not server, client or plot",
+                "-mode: 'sideways' is not server, client, plot or exporter",
             ),
             (&["-mode", "client", "-port"], "-port needs a value"),
             (

@@ -75,6 +75,10 @@ pub enum Mode {
     Server(Box<ServerConfig>),
     Client(Box<ClientConfig>),
     Plot(PlotConfig),
+    /// `-mode exporter` (src/exporter/).
+    Exporter(crate::exporter::ExporterConfig),
+    /// `-mode client` with several targets (src/mesh.rs).
+    Mesh(crate::mesh::MeshConfig),
 }
 
 /// `-mode plot`: saved records in, one SVG out.
@@ -88,7 +92,7 @@ pub struct PlotConfig {
 impl PlotConfig {
     pub fn from_cli(cli: &Cli) -> Result<Self> {
         plot_available()?;
-        if cli.server.is_some() || cli.target.is_some() || cli.listen.is_some() {
+        if !cli.server.is_empty() || cli.target.is_some() || cli.listen.is_some() {
             return Err(Error::Config(
                 "-mode plot draws saved records: give them with -input, not a server".into(),
             ));
@@ -250,6 +254,8 @@ pub struct ServerConfig {
     pub source: Option<Box<Cli>>,
     /// Log to syslog even in the foreground (`-syslog`).
     pub syslog: bool,
+    /// `-metrics`: where to serve Prometheus metrics (none by default).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `-run-as USER[:GROUP]`, resolved.
@@ -420,6 +426,7 @@ impl Default for ServerConfig {
             config_file: None,
             source: None,
             syslog: false,
+            metrics: None,
         }
     }
 }
@@ -736,11 +743,106 @@ fn at_least_one(v: Option<usize>, default: usize, name: &str) -> Result<usize> {
 impl Mode {
     pub fn from_cli(cli: &Cli) -> Result<Mode> {
         match cli.mode {
-            ModeArg::Server => ServerConfig::from_cli(cli).map(|c| Mode::Server(Box::new(c))),
-            ModeArg::Client => ClientConfig::from_cli(cli).map(|c| Mode::Client(Box::new(c))),
-            ModeArg::Plot => PlotConfig::from_cli(cli).map(Mode::Plot),
+            ModeArg::Server => {
+                new_flags_in_place(cli)?;
+                ServerConfig::from_cli(cli).map(|c| Mode::Server(Box::new(c)))
+            }
+            ModeArg::Client if crate::mesh::wanted(cli) => {
+                new_flags_in_place(cli)?;
+                crate::mesh::MeshConfig::from_cli(cli).map(Mode::Mesh)
+            }
+            ModeArg::Client => {
+                new_flags_in_place(cli)?;
+                ClientConfig::from_cli(cli).map(|c| Mode::Client(Box::new(c)))
+            }
+            ModeArg::Plot => {
+                new_flags_in_place(cli)?;
+                PlotConfig::from_cli(cli).map(Mode::Plot)
+            }
+            ModeArg::Exporter => exporter_config(cli).map(Mode::Exporter),
         }
     }
+}
+
+/// The exporter and mesh flags (the "Exporter" help section) belong to one mode each.
+fn new_flags_in_place(cli: &Cli) -> Result<()> {
+    let mode = match cli.mode {
+        ModeArg::Server => "server",
+        ModeArg::Client => "client",
+        ModeArg::Plot => "plot",
+        ModeArg::Exporter => "exporter",
+    };
+    reject(
+        mode,
+        &[
+            ("-exporter-config", cli.exporter_config.is_some()),
+            (
+                "-metrics",
+                cli.metrics.is_some() && cli.mode != ModeArg::Server,
+            ),
+            (
+                "-targets",
+                cli.targets.is_some() && cli.mode != ModeArg::Client,
+            ),
+            (
+                "-parallel",
+                cli.parallel.is_some() && cli.mode != ModeArg::Client,
+            ),
+        ],
+    )
+}
+
+/// `-mode exporter`: `-listen ADDR:PORT` and `-exporter-config PATH`; no measurement flags.
+fn exporter_config(cli: &Cli) -> Result<crate::exporter::ExporterConfig> {
+    reject(
+        "exporter",
+        &[
+            ("-server", !cli.server.is_empty()),
+            ("a positional HOST", cli.target.is_some()),
+            ("-c", cli.count.is_some()),
+            ("-i", cli.interval.is_some()),
+            ("-dscp", cli.dscp.is_some()),
+            ("-padding", cli.padding.is_some()),
+            (
+                "-keyfile (name key files in the modules)",
+                cli.keyfile.is_some(),
+            ),
+            ("-daemon", cli.daemon.is_some()),
+            ("-metrics", cli.metrics.is_some()),
+            ("-targets", cli.targets.is_some()),
+            ("-parallel", cli.parallel.is_some()),
+            ("-light (light = true in a module)", cli.light.is_some()),
+        ],
+    )?;
+    let listen = cli
+        .listen
+        .as_deref()
+        .unwrap_or(crate::exporter::DEFAULT_EXPORTER_LISTEN);
+    let listen: SocketAddr = listen.parse().map_err(|_| {
+        Error::Config(format!(
+            "-listen: '{listen}' is not ADDR:PORT (e.g. 127.0.0.1:9862, [::]:9862)"
+        ))
+    })?;
+    let path = cli.exporter_config.as_deref().ok_or_else(|| {
+        Error::Config(
+            "-mode exporter needs -exporter-config PATH (modules and the target allow list)".into(),
+        )
+    })?;
+    crate::exporter::ExporterConfig::load(path, listen, logging(cli, log::LevelFilter::Info))
+}
+
+/// `-metrics ADDR:PORT` of the server.
+fn metrics_addr(cli: &Cli) -> Result<Option<SocketAddr>> {
+    cli.metrics
+        .as_deref()
+        .map(|a| {
+            a.parse().map_err(|_| {
+                Error::Config(format!(
+                    "-metrics: '{a}' is not ADDR:PORT (e.g. 127.0.0.1:9863)"
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// Flags that belong to the other mode are an error, not silently ignored.
@@ -775,7 +877,7 @@ impl ServerConfig {
             }
             None => given,
         };
-        if cli.server.is_some() {
+        if !cli.server.is_empty() {
             return Err(Error::Config(
                 "-server is a client flag; the server listens with -listen".into(),
             ));
@@ -969,6 +1071,7 @@ impl ServerConfig {
             config_file,
             source: Some(Box::new(given.clone())),
             syslog: cli.syslog.unwrap_or(false),
+            metrics: metrics_addr(cli)?,
         })
     }
 }
@@ -1005,16 +1108,22 @@ impl ClientConfig {
                 ("-light-idle", cli.light_idle.is_some()),
             ],
         )?;
-        let server = match (&cli.server, &cli.target) {
-            (Some(s), None) | (None, Some(s)) => s.as_str(),
-            (Some(_), Some(t)) => {
+        let server = match (cli.server.as_slice(), &cli.target) {
+            ([s], None) => s.as_str(),
+            ([], Some(s)) => s.as_str(),
+            (_, Some(t)) => {
                 return Err(Error::Config(format!(
                     "the server is given twice: -server and '{t}'"
                 )))
             }
-            (None, None) => {
+            ([], None) => {
                 return Err(Error::Config(
                     "-mode client needs -server HOST[:PORT] (or HOST[:PORT] alone)".into(),
+                ))
+            }
+            ([..], None) => {
+                return Err(Error::Config(
+                    "several -server: measure them as a mesh (crate::mesh)".into(),
                 ))
             }
         };

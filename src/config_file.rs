@@ -90,6 +90,7 @@ struct File {
     light_idle: Option<Text>,
     light_key: Option<String>,
     extensions: Option<String>,
+    metrics: Option<String>,
 }
 
 /// 1-based line of byte offset `at` in `text`.
@@ -174,6 +175,7 @@ fn merge(cli: &mut Cli, f: File) {
     or(&mut cli.light_idle, f.light_idle.map(Text::text));
     or(&mut cli.light_key, f.light_key);
     or(&mut cli.extensions, f.extensions);
+    or(&mut cli.metrics, f.metrics);
 }
 
 /// The command line with the file's settings filled in where no flag was given.

@@ -15,6 +15,9 @@
 //! | RFC 5938, RFC 6038, RFC 7750 | extensions: Modes negotiation and the server's state machine ([`control`]), Start-N/Stop-N ([`wire::command`], [`client::ControlClient`]), layouts and S-DSCP-ECN ([`wire::test`]), the reflector's copy ([`reflector`]), the sender's checks ([`sender::TestExtensions`]) | see docs/rfc-extensions.md |
 //! | RFC 5357 §4.1 | the result of a run, and its exit code | [`report`] |
 //! | — | rendering a report (`-format`) | [`output`] |
+//! | — | Prometheus metrics of a probe and of the Server (exposition format) | [`metrics`] |
+//! | — | `-mode exporter` (`/probe`, multi-target pattern) and the Server's `-metrics` | [`exporter`] |
+//! | — | several targets from one command (`-targets`, repeated `-server`) | [`mesh`] |
 //! | — | SVG pictures of a run and of saved records (cargo feature `plot`) | `plot` |
 //!
 //! `wire`, `time`, `addr`, `crypto`, `control`, `stats`, `light`, `report`, the renderers in
@@ -35,8 +38,11 @@ pub mod control;
 pub mod crypto;
 pub mod daemon;
 pub mod error;
+pub mod exporter;
 pub mod light;
 pub mod logging;
+pub mod mesh;
+pub mod metrics;
 pub mod net;
 pub mod output;
 #[cfg(feature = "plot")]

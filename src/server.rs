@@ -28,6 +28,7 @@ use crate::control::server::limits::{self, Budget, ClientKey, Over};
 use crate::control::server::{self as decide, Action, Expect, Input, Message};
 use crate::control::Error as ControlError;
 use crate::error::{Error, Op, Result};
+use crate::metrics::Refusal;
 use crate::reflector::{self, Engine, Reflector, Registration};
 use crate::time::{Clock, SystemClock};
 use crate::wire::{
@@ -56,6 +57,8 @@ pub struct Shared {
     pub sessions: Arc<AtomicUsize>,
     /// Test packets reflected and dropped (by reason), over the server's life.
     pub totals: Arc<reflector::Counters>,
+    /// Connections and sessions over the server's life, refusals by reason (`-metrics`).
+    pub counters: crate::metrics::ServerCounters,
     /// When this server started: Server-Start's Start-Time.
     pub started: crate::time::Timestamp,
     engine: OnceLock<Engine>,
@@ -128,6 +131,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             sessions: Arc::new(AtomicUsize::new(0)),
             totals: Arc::new(reflector::Counters::default()),
+            counters: crate::metrics::ServerCounters::default(),
             started,
             engine: OnceLock::new(),
             next_id: AtomicU64::new(1),
@@ -165,18 +169,21 @@ impl Shared {
     ) -> std::result::Result<(), String> {
         let mut c = self.conns();
         if c.established >= self.config.max_connections {
+            self.counters.refused(Refusal::MaxConnections);
             return Err(format!(
                 "{} control connections established (-max-connections)",
                 c.established
             ));
         }
         if let Err(Over::Client { held, .. }) = c.clients.take(key) {
+            self.counters.refused(Refusal::MaxConnectionsPerClient);
             return Err(format!(
                 "{held} control connections open from {key} (-max-connections-per-client)"
             ));
         }
         if c.handshaking.len() >= self.config.max_handshakes.max(1) {
             if let Some((old, from)) = evict(&mut c.handshaking) {
+                self.counters.refused(Refusal::HandshakeEvicted);
                 if let Some(o) = c.open.get(&old) {
                     let _ = o.stream.shutdown(std::net::Shutdown::Both);
                 }
@@ -198,6 +205,9 @@ impl Shared {
             },
         );
         self.connections.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .connections_total
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -259,6 +269,18 @@ impl Shared {
     /// Connections that have not finished the handshake.
     pub fn handshaking(&self) -> usize {
         self.conns().handshaking.len()
+    }
+
+    /// The figures of `-metrics`, read now.
+    pub fn metrics_snapshot(&self) -> crate::metrics::ServerSnapshot {
+        crate::metrics::ServerSnapshot::read(
+            &self.counters,
+            &self.totals,
+            self.connections.load(Ordering::Relaxed),
+            self.handshaking(),
+            self.sessions_held(),
+            self.sessions.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -455,7 +477,10 @@ fn start_light(shared: &Shared, socket: std::net::UdpSocket) -> Result<()> {
             owner: reflector::light::OWNER,
             name: "twamp-light".into(),
             socket,
-            handler: Box::new(reflector::light::LightHandler::new(reflector)),
+            handler: Box::new(
+                reflector::light::LightHandler::new(reflector)
+                    .counting_senders(shared.counters.light_senders.clone()),
+            ),
             refwait: None,
             linger: Duration::ZERO,
             counters: Arc::new(reflector::Counters::default()),
@@ -764,7 +789,12 @@ fn drive(
     loop {
         while let Some(action) = actions.pop_front() {
             match action {
-                Action::Send(m) => send(ch, m)?,
+                Action::Send(m) => {
+                    if let Message::AcceptSession(a) = &m {
+                        sh.counters.accept_session(a.accept);
+                    }
+                    send(ch, m)?
+                }
                 Action::Encrypt(c) => ch.set_cipher(c),
                 Action::Bind(b) => {
                     let bound = bind_session(b, conn);

@@ -15,6 +15,7 @@ const PURE: &[&str] = &[
     "src/light.rs",
     "src/light/sender.rs",
     "src/plot",
+    "src/metrics.rs",
     "src/output/text.rs",
     "src/output/json.rs",
     "src/output/csv.rs",

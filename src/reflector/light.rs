@@ -5,6 +5,8 @@ use super::{DropReason, Handler, Received};
 use crate::light::{self, LightReceived, LightReflector};
 use crate::net;
 use crate::time::Clock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// The engine's owner id of the TWAMP-Light / STAMP socket: never a control connection's.
 pub const OWNER: super::Owner = u64::MAX;
@@ -16,6 +18,8 @@ pub struct LightHandler {
     /// reflectors answer in the sender's class), or what a Class of Service TLV asked for.
     /// ECN is not echoed: the reflector's own path decides it.
     reply_tos: Option<u8>,
+    /// Senders remembered, as of the latest datagram (`-metrics`), if someone reads it.
+    senders: Option<Arc<AtomicUsize>>,
 }
 
 impl LightHandler {
@@ -23,7 +27,14 @@ impl LightHandler {
         LightHandler {
             reflector,
             reply_tos: None,
+            senders: None,
         }
+    }
+
+    /// Keeps `gauge` at the number of senders remembered, after every datagram.
+    pub fn counting_senders(mut self, gauge: Arc<AtomicUsize>) -> Self {
+        self.senders = Some(gauge);
+        self
     }
 }
 
@@ -79,7 +90,11 @@ impl Handler for LightHandler {
             tos: meta.tos,
             at: rx.at,
         };
-        let n = self.reflector.reflect(r, clock, out).map_err(reason)?;
+        let reflected = self.reflector.reflect(r, clock, out);
+        if let Some(g) = &self.senders {
+            g.store(self.reflector.senders(), Ordering::Relaxed);
+        }
+        let n = reflected.map_err(reason)?;
         self.reply_tos = self
             .reflector
             .reply_tos()
