@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use common::bin::{run_bounded, BIN};
+use common::bin::{run_bounded, run_client, BIN};
 use common::{server_config, TestServer};
 use serde_json::Value;
 use twamp::config::{ClientConfig, SessionSpec};
@@ -158,12 +158,9 @@ fn server_arg(srv: &TestServer) -> String {
 #[test]
 fn json_with_histogram_keeps_stdout_json() {
     let srv = TestServer::start(server_config("127.0.0.1:0"));
-    let r = run_bounded(
+    let r = run_client(
+        &server_arg(&srv),
         &[
-            "-mode",
-            "client",
-            "-server",
-            &server_arg(&srv),
             "-c",
             "10",
             "-i",
@@ -196,19 +193,9 @@ fn json_with_histogram_keeps_stdout_json() {
 #[test]
 fn text_records_carry_their_start_time() {
     let srv = TestServer::start(server_config("127.0.0.1:0"));
-    let r = run_bounded(
-        &[
-            "-mode",
-            "client",
-            "-server",
-            &server_arg(&srv),
-            "-c",
-            "3",
-            "-i",
-            "5ms",
-            "-timeout",
-            "300ms",
-        ],
+    let r = run_client(
+        &server_arg(&srv),
+        &["-c", "3", "-i", "5ms", "-timeout", "300ms"],
         Duration::from_secs(20),
     );
     assert_eq!(r.code, Some(0), "{}", r.describe());
@@ -240,20 +227,10 @@ fn numbers(v: &Value, path: &str, out: &mut Vec<(String, String)>) {
 #[test]
 fn json_numbers_are_rounded_to_the_clock_resolution() {
     let srv = TestServer::start(server_config("127.0.0.1:0"));
-    let r = run_bounded(
+    let r = run_client(
+        &server_arg(&srv),
         &[
-            "-mode",
-            "client",
-            "-server",
-            &server_arg(&srv),
-            "-c",
-            "20",
-            "-i",
-            "3ms",
-            "-timeout",
-            "300ms",
-            "-format",
-            "json",
+            "-c", "20", "-i", "3ms", "-timeout", "300ms", "-format", "json",
         ],
         Duration::from_secs(20),
     );
