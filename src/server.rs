@@ -38,6 +38,9 @@ use crate::{addr, net};
 /// How often an idle control thread and the accept loop look at the shutdown flag.
 const POLL: Duration = Duration::from_millis(250);
 
+/// SO_RCVBUF and SO_SNDBUF of control connections (the kernel doubles them).
+const CONTROL_BUFFER: usize = 16 * 1024;
+
 /// How long shutdown waits for the connection threads once their sockets are closed.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
 
@@ -351,8 +354,14 @@ fn refuse(stream: TcpStream) {
 
 /// Binds the control listener. Done before daemonizing so "address in use" reaches the terminal.
 pub fn bind(config: &ServerConfig) -> Result<TcpListener> {
-    net::tcp_listener(config.listen, config.v6_only)
-        .map_err(|e| Error::io(Op::Bind, Some(config.listen), e))
+    let l = net::tcp_listener(config.listen, config.v6_only)
+        .map_err(|e| Error::io(Op::Bind, Some(config.listen), e))?;
+    // Accepted connections inherit the listener's buffer sizes, and the receive window is
+    // fixed at the handshake: set them here (see CONTROL_BUFFER).
+    let sock = socket2::SockRef::from(&l);
+    let _ = sock.set_recv_buffer_size(CONTROL_BUFFER);
+    let _ = sock.set_send_buffer_size(CONTROL_BUFFER);
+    Ok(l)
 }
 
 /// Serves until `shared.shutdown` is set, then closes every control connection and returns
@@ -494,6 +503,12 @@ fn handle_connection(stream: Arc<TcpStream>, id: u64, peer: SocketAddr, sh: &Sha
     let cfg = &sh.config;
     log::info!("{peer}: control connection accepted");
     let _ = stream.set_nodelay(true);
+    // Control messages are at most 112 octets: small fixed buffers bound what one connection
+    // holds in the kernel, how much a pipelining peer can queue for us to work through, and
+    // how much we queue for a peer that never reads before our write blocks (and times out).
+    let sock = socket2::SockRef::from(&*stream);
+    let _ = sock.set_recv_buffer_size(CONTROL_BUFFER);
+    let _ = sock.set_send_buffer_size(CONTROL_BUFFER);
     // Every write has a deadline: a peer that never reads cannot pin this thread.
     stream
         .set_write_timeout(Some(cfg.message_timeout))

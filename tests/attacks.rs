@@ -465,7 +465,12 @@ fn a_peer_that_never_reads_is_cut_off_and_sigterm_still_stops_the_server() {
     let small = socket2::SockRef::from(&c);
     let _ = small.set_recv_buffer_size(4096);
     setup_open(&mut c);
+    let t = Instant::now();
     let pairs = pipeline_until_blocked(&mut c);
+    eprintln!(
+        "attacks: pipelined {pairs} Request-TW-Session + Stop-Sessions pairs in {:.1?} before the server stopped reading",
+        t.elapsed()
+    );
     assert!(pairs > 0);
     assert_eq!(
         measure(&srv, lo(2)),

@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - A session costs its socket and one table entry; the receive and transmit buffers belong
-//!   to the engine thread (one of each, 64 KiB), not to the session.
+//!   to the engine thread (one `recvmmsg` batch of 16 slots and one transmit buffer, only
+//!   the octets used resident), not to the session.
 //! - What a socket's datagrams mean is its [`Handler`]'s business: a TWAMP session's
 //!   [`Reflector`](super::Reflector) (one sender, checked against the control peer), or later a
 //!   TWAMP-Light/STAMP reflector (one socket, many senders). The engine only reads, hands the
@@ -31,7 +32,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::{Counters, DropReason, Received};
 use crate::addr;
-use crate::net::{self, Receiver};
+use crate::net::{self, BatchReceiver, Meta};
 use crate::time::Clock;
 use crate::wire::TestLayout;
 
@@ -40,7 +41,7 @@ pub const SWEEP: Duration = Duration::from_millis(100);
 
 /// Datagrams read from one socket before the thread turns to the next ready one, so one busy
 /// session cannot starve the others.
-const BUDGET: usize = 32;
+const BUDGET: usize = 64;
 
 /// Epoll data of the wake-up eventfd; sessions use their table slot and generation.
 const WAKE: u64 = u64::MAX;
@@ -262,11 +263,10 @@ fn token(slot: usize, generation: u32) -> u64 {
 
 impl Thread {
     fn run(&mut self) {
-        // The one receive and one transmit buffer of this thread. A reflection is at most
-        // max(received, reflector base); the kernel cuts anything over MAX_DATAGRAM.
-        let mut rx = vec![0u8; net::MAX_DATAGRAM];
+        // The receive buffers (one batch) and the one transmit buffer of this thread. A
+        // reflection is at most max(received, reflector base).
+        let mut batch = BatchReceiver::new();
         let mut tx = vec![0u8; net::MAX_DATAGRAM + TestLayout::AUTHENTICATED.reflector.base];
-        let mut receiver = Receiver::new();
         let mut events = [EpollEvent::empty(); 64];
         let mut next_sweep = Instant::now() + SWEEP;
         let mut generation: u32 = 0;
@@ -294,7 +294,7 @@ impl Thread {
                 let (slot, g) = ((data & 0xffff_ffff) as usize, (data >> 32) as u32);
                 if let Some(Some(e)) = self.table.get_mut(slot) {
                     if e.generation == g {
-                        serve(e, now, &self.shared, &mut receiver, &mut rx, &mut tx);
+                        serve(e, now, &self.shared, &mut batch, &mut tx);
                     }
                 }
             }
@@ -417,20 +417,16 @@ impl Thread {
     }
 }
 
-/// Reads what is queued on one ready socket (up to [`BUDGET`] datagrams) and answers it.
-fn serve(
-    e: &mut Entry,
-    now: Instant,
-    shared: &Shared,
-    receiver: &mut Receiver,
-    rx: &mut [u8],
-    tx: &mut [u8],
-) {
+/// Reads what is queued on one ready socket (up to [`BUDGET`] datagrams, [`net::BATCH`] per
+/// `recvmmsg`) and answers each datagram in turn: T3 is read just before its own send.
+fn serve(e: &mut Entry, now: Instant, shared: &Shared, batch: &mut BatchReceiver, tx: &mut [u8]) {
     let max = e.reg.handler.max_datagram();
-    for _ in 0..BUDGET {
-        let meta = match receiver.recv(&e.reg.socket, rx) {
-            Ok(Some(m)) => m,
-            Ok(None) => return, // drained (EAGAIN)
+    let mut read = 0;
+    while read < BUDGET {
+        // One octet more than the largest datagram served, so a longer one shows as longer
+        // (or truncated) and is dropped as oversized.
+        let n = match batch.recv(&e.reg.socket, e.v6, max + 1) {
+            Ok(n) => n,
             Err(err) => {
                 // ICMP errors (ECONNREFUSED) from an earlier send surface here; they are not
                 // fatal for the session.
@@ -438,48 +434,68 @@ fn serve(
                 return;
             }
         };
-        let c = &e.reg.counters;
-        if meta.truncated || meta.len > max {
-            // The sender is the session's or not: an oversized datagram keeps nothing alive.
-            c.count(DropReason::Oversized);
-            shared.totals.count(DropReason::Oversized);
-            continue;
+        read += n.max(1);
+        for i in 0..n {
+            let Some((bytes, meta)) = batch.datagram(i) else {
+                continue; // no source address: nothing to answer
+            };
+            answer(e, now, shared, bytes, meta, max, tx);
         }
-        let received = Received {
-            bytes: &mut rx[..meta.len],
-            from: meta.from.ip(),
-            ttl: meta.ttl,
-            at: meta.at,
-        };
-        match e
-            .reg
-            .handler
-            .on_datagram(received, shared.clock.as_ref(), tx)
-        {
-            Ok(n) => {
-                e.last = now;
-                if let Some(a) = &e.reg.activity {
-                    a.store(meta.at.unix_millis(), Ordering::Relaxed);
-                }
-                match e
-                    .reg
-                    .socket
-                    .send_to(&tx[..n], addr::destination(meta.from, e.v6))
-                {
-                    Ok(_) => {
-                        c.reflected.fetch_add(1, Ordering::Relaxed);
-                        shared.totals.reflected.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(err) => log::debug!("session {}: send to {}: {err}", e.reg.name, meta.from),
-                }
+        if n < net::BATCH {
+            return; // drained
+        }
+    }
+}
+
+fn answer(
+    e: &mut Entry,
+    now: Instant,
+    shared: &Shared,
+    bytes: &mut [u8],
+    meta: Meta,
+    max: usize,
+    tx: &mut [u8],
+) {
+    let c = &e.reg.counters;
+    if meta.truncated || meta.len > max {
+        // An oversized datagram keeps nothing alive.
+        c.count(DropReason::Oversized);
+        shared.totals.count(DropReason::Oversized);
+        return;
+    }
+    let received = Received {
+        bytes,
+        from: meta.from.ip(),
+        ttl: meta.ttl,
+        at: meta.at,
+    };
+    match e
+        .reg
+        .handler
+        .on_datagram(received, shared.clock.as_ref(), tx)
+    {
+        Ok(n) => {
+            e.last = now;
+            if let Some(a) = &e.reg.activity {
+                a.store(meta.at.unix_millis(), Ordering::Relaxed);
             }
-            Err(r) => {
-                // Only a datagram the handler accepts keeps the session alive: a source
-                // address is easy to forge, a valid packet (with its HMAC in the secure
-                // modes) is not.
-                c.count(r);
-                shared.totals.count(r);
+            match e
+                .reg
+                .socket
+                .send_to(&tx[..n], addr::destination(meta.from, e.v6))
+            {
+                Ok(_) => {
+                    c.reflected.fetch_add(1, Ordering::Relaxed);
+                    shared.totals.reflected.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => log::debug!("session {}: send to {}: {err}", e.reg.name, meta.from),
             }
+        }
+        Err(r) => {
+            // Only a datagram the handler accepts keeps the session alive: a source address
+            // is easy to forge, a valid packet (with its HMAC in the secure modes) is not.
+            c.count(r);
+            shared.totals.count(r);
         }
     }
 }
