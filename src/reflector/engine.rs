@@ -43,6 +43,9 @@ pub const SWEEP: Duration = Duration::from_millis(100);
 /// session cannot starve the others.
 const BUDGET: usize = 64;
 
+/// SO_SNDBUF of served sockets.
+const SNDBUF: usize = 1 << 20;
+
 /// Epoll data of the wake-up eventfd; sessions use their table slot and generation.
 const WAKE: u64 = u64::MAX;
 
@@ -179,6 +182,9 @@ impl Engine {
     /// non-blocking here.
     pub fn add(&self, reg: Registration) -> io::Result<()> {
         reg.socket.set_nonblocking(true)?;
+        // Room for bursts of replies as well as of requests (the receive side is sized at
+        // bind time); kernel memory is used only while replies wait.
+        let _ = socket2::SockRef::from(&reg.socket).set_send_buffer_size(SNDBUF);
         let w = self
             .workers
             .iter()
@@ -447,6 +453,25 @@ fn serve(e: &mut Entry, now: Instant, shared: &Shared, batch: &mut BatchReceiver
     }
 }
 
+/// How long a reply may wait for room in the socket's send buffer. The sockets are
+/// non-blocking for reading; a blocking reflector would wait here too, and dropping the reply
+/// instead would count as loss the path never had.
+const SEND_WAIT: Duration = Duration::from_millis(5);
+
+fn send(sock: &UdpSocket, buf: &[u8], to: std::net::SocketAddr) -> io::Result<usize> {
+    match sock.send_to(buf, to) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLOUT)];
+            let wait = PollTimeout::try_from(SEND_WAIT).unwrap_or(PollTimeout::ZERO);
+            let _ = poll(&mut fds, wait);
+            sock.send_to(buf, to)
+        }
+        other => other,
+    }
+}
+
 fn answer(
     e: &mut Entry,
     now: Instant,
@@ -479,11 +504,7 @@ fn answer(
             if let Some(a) = &e.reg.activity {
                 a.store(meta.at.unix_millis(), Ordering::Relaxed);
             }
-            match e
-                .reg
-                .socket
-                .send_to(&tx[..n], addr::destination(meta.from, e.v6))
-            {
+            match send(&e.reg.socket, &tx[..n], addr::destination(meta.from, e.v6)) {
                 Ok(_) => {
                     c.reflected.fetch_add(1, Ordering::Relaxed);
                     shared.totals.reflected.fetch_add(1, Ordering::Relaxed);
