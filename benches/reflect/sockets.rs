@@ -80,6 +80,28 @@ impl Proc {
     fn rss_kib(&self) -> u64 {
         self.status("VmRSS:")
     }
+
+    /// Proportional set size and anonymous memory (KiB), from smaps_rollup: VmRSS counts the
+    /// shared pages of libc and of the binary in full.
+    fn pss_anon_kib(&self) -> (u64, u64) {
+        let s = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("Pss:"), field("Anonymous:"))
+    }
+
+    fn memory(&self) -> String {
+        let (pss, anon) = self.pss_anon_kib();
+        format!(
+            "VmRSS {} KiB (Pss {pss} KiB, anonymous {anon} KiB)",
+            self.rss_kib()
+        )
+    }
 }
 
 fn start_echo() -> (Proc, SocketAddr) {
@@ -335,7 +357,11 @@ pub fn run(smoke: bool) {
     let extra = ["-max-sessions", "2048", "-max-sessions-per-client", "2048"];
     let (server, addr) = start_server(&extra);
     let idle = server.rss_kib();
-    println!("idle: {idle} KiB, {} threads", server.status("Threads:"));
+    println!(
+        "idle: {}, {} threads (target VmRSS <= 2048 KiB)",
+        server.memory(),
+        server.status("Threads:")
+    );
     let counts: &[usize] = if smoke { &[100] } else { &[100, 2000] };
     for &n in counts {
         let sock = generator();
@@ -360,7 +386,7 @@ pub fn run(smoke: bool) {
             }
         }
         thread::sleep(Duration::from_millis(200));
-        let with = server.rss_kib();
+        let with = server.memory();
         let threads = server.status("Threads:");
         drop(conns);
         let end = Instant::now() + Duration::from_secs(5);
@@ -370,9 +396,14 @@ pub fn run(smoke: bool) {
         thread::sleep(Duration::from_millis(300));
         let after = server.rss_kib();
         println!(
-            "{n} sessions ({} connections, {answered} answered a packet): {with} KiB, {threads} threads; after they end: {after} KiB (idle + {} KiB)",
+            "{n} sessions ({} connections, {answered} answered a packet): {with}, {threads} threads; after they end: VmRSS {after} KiB (idle + {} KiB){}",
             n.div_ceil(50),
-            after.saturating_sub(idle)
+            after.saturating_sub(idle),
+            if n == 100 {
+                " (targets: <= 4096 KiB with 100 sessions, back to idle after)"
+            } else {
+                ""
+            }
         );
     }
     let size = std::fs::metadata(SERVER).map(|m| m.len()).unwrap_or(0);
