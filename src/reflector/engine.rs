@@ -172,10 +172,13 @@ impl Engine {
         })
     }
 
-    fn send(&self, w: &Worker, m: Msg) {
-        if w.tx.send(m).is_ok() {
-            let _ = w.wake.write(1);
+    /// `false` when the thread is gone (it ended on shutdown, or a bug made it panic).
+    fn send(&self, w: &Worker, m: Msg) -> bool {
+        if w.tx.send(m).is_err() {
+            return false;
         }
+        let _ = w.wake.write(1);
+        true
     }
 
     /// Serves a socket from now on, on the least loaded thread. The socket is made
@@ -192,21 +195,25 @@ impl Engine {
             .ok_or_else(|| io::Error::other("no engine thread"))?;
         w.load.fetch_add(1, Ordering::Relaxed);
         self.live.fetch_add(1, Ordering::Relaxed);
-        self.send(w, Msg::Add(Box::new(reg)));
+        if !self.send(w, Msg::Add(Box::new(reg))) {
+            w.load.fetch_sub(1, Ordering::Relaxed);
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return Err(io::Error::other("the reflector engine thread is gone"));
+        }
         Ok(())
     }
 
     /// Stops the owner's sockets after `grace`, or after each one's linger when `None`.
     pub fn stop(&self, owner: Owner, grace: Option<Duration>) {
         for w in &self.workers {
-            self.send(w, Msg::Stop { owner, grace });
+            let _ = self.send(w, Msg::Stop { owner, grace });
         }
     }
 
     /// Frees all of the owner's sockets now.
     pub fn close(&self, owner: Owner) {
         for w in &self.workers {
-            self.send(w, Msg::Close { owner });
+            let _ = self.send(w, Msg::Close { owner });
         }
     }
 
