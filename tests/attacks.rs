@@ -81,6 +81,11 @@ struct Server {
 
 impl Server {
     fn start(extra: &[&str]) -> Server {
+        Server::start_with(None, extra)
+    }
+
+    /// Starts the server, under `prlimit --nofile=N:N` when `nofile` is given.
+    fn start_with(nofile: Option<u32>, extra: &[&str]) -> Server {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -88,7 +93,15 @@ impl Server {
             .port();
         let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("attacks-{}-{port}.log", std::process::id()));
-        let child = Command::new(BIN)
+        let mut cmd = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let child = cmd
             .args(["-mode", "server", "-listen", "127.0.0.1", "-port"])
             .arg(port.to_string())
             .args(extra)
@@ -883,4 +896,64 @@ fn two_thousand_sessions_over_forty_connections_on_bounded_threads() {
         "attacks: scale: after the close RSS is idle + {} KiB",
         after.rss_kib.saturating_sub(srv.idle.rss_kib)
     );
+}
+
+/// "Each bound a UDP socket; the server ran out of file descriptors and a well-behaved client
+/// could no longer even get a Server-Greeting." Under a low open-file limit the session budget
+/// is what is left after the descriptors control connections need, so sessions run out first
+/// (Accept 5) and a new control connection is still served.
+#[test]
+fn sessions_never_take_the_descriptors_control_connections_need() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+        return;
+    }
+    // 600 descriptors: 100 + 20 kept for connections, 64 in reserve, 416 for sessions.
+    let srv = Server::start_with(
+        Some(600),
+        &[
+            "-max-connections",
+            "100",
+            "-max-handshakes",
+            "20",
+            "-max-sessions-per-client",
+            "10000",
+        ],
+    );
+    assert!(
+        srv.log_text().contains("-max-sessions 1024 lowered to 416"),
+        "{}",
+        srv.log_text()
+    );
+    let sender: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let mut held = Vec::new();
+    let (mut granted, mut limited) = (0, 0);
+    'conns: for _ in 0..10 {
+        let mut c = connect_from(lo(1), srv.addr).unwrap();
+        setup_open(&mut c);
+        for _ in 0..64 {
+            match request(&mut c, sender, 0).unwrap().accept {
+                Accept::Ok => granted += 1,
+                Accept::TemporaryResourceLimitation => {
+                    limited += 1;
+                    held.push(c);
+                    break 'conns;
+                }
+                other => panic!("{other}"),
+            }
+        }
+        held.push(c);
+    }
+    eprintln!("attacks: under 600 descriptors: {granted} sessions granted, then Accept 5");
+    assert_eq!((granted, limited), (416, 1));
+    // Connections still get their descriptors: greeting, set-up, and (after one session
+    // is given back) a measurement.
+    let mut probe = connect_from(lo(2), srv.addr).unwrap();
+    setup_open(&mut probe);
+    drop(probe);
+    drop(held.pop());
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(measure(&srv, lo(2)), 100);
+    drop(held);
+    srv.settles("descriptor budget");
 }
