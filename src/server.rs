@@ -1,11 +1,14 @@
-//! The TWAMP Server (RFC 5357 §3): the accept loop, one thread per control connection, and the
-//! reflector engine that serves every connection's test sessions. Decisions live in the state
+//! The TWAMP Server (RFC 5357 §3): the accept loop, which also greets new connections and
+//! reads their Set-Up-Response without a thread; one thread per control connection once its
+//! Set-Up-Response is in; and the reflector engine that serves every connection's test
+//! sessions. Decisions live in the state
 //! machine of `control::server` and the budgets of `control::server::limits`; this file only
 //! executes them: reads, writes, binds sockets and hands sessions to the engine.
 //!
 //! What a peer cannot do here:
 //! - hold a connection without finishing the handshake for longer than `-setup-timeout`, or
-//!   hold more than `-max-handshakes` such connections (the oldest is dropped for a newcomer);
+//!   hold more than `-max-handshakes` such connections (the oldest is dropped for a newcomer),
+//!   or make the server start a thread for one;
 //! - hold more than `-max-connections` established connections, or `-max-connections-per-client`
 //!   from one client (an IPv4 address or IPv6 /64): past them it gets Modes 0 and a close;
 //! - hold more test sessions than `-max-sessions`, `-max-sessions-per-client` and
@@ -390,9 +393,42 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
             .map_or_else(|| "any".to_string(), |(lo, hi)| format!("{lo}-{hi}"))
     );
     let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let mut handshakes: Vec<Handshake> = Vec::new();
     while !shared.shutdown.load(Ordering::Relaxed) {
         threads.retain(|t| !t.is_finished());
-        if !net::wait_readable(&listener, POLL).unwrap_or(false) {
+        let (listener_ready, ready) = wait_for_handshakes(&listener, &handshakes);
+        // Connections waiting for their Set-Up-Response: read what came, spawn a thread for
+        // each whole one, drop the closed and the late.
+        let now = Instant::now();
+        let mut i = 0;
+        while i < handshakes.len() {
+            let outcome = if ready.get(i).copied().unwrap_or(false) {
+                handshakes[i].read(&shared.config)
+            } else {
+                Progress::Waiting
+            };
+            let outcome = match outcome {
+                Progress::Waiting if now >= handshakes[i].deadline => {
+                    Progress::Failed(handshakes[i].late(&shared.config))
+                }
+                o => o,
+            };
+            match outcome {
+                Progress::Waiting => i += 1,
+                Progress::Failed(e) => {
+                    let h = handshakes.swap_remove(i);
+                    shared.note(|| format!("{}: control connection closed: {e}", h.peer));
+                    shared.release(h.id, h.key);
+                }
+                Progress::Done => {
+                    let h = handshakes.swap_remove(i);
+                    if let Some(t) = spawn_connection(&shared, h) {
+                        threads.push(t);
+                    }
+                }
+            }
+        }
+        if !listener_ready {
             continue;
         }
         let (stream, peer) = match listener.accept() {
@@ -415,27 +451,19 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
             }
             continue;
         }
-        let sh = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("control:{peer}"))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                match handle_connection(stream, id, peer, &sh) {
-                    Ok(()) => log::info!("{peer}: control connection closed"),
-                    Err(e) => log::warn!("{peer}: control connection closed: {e}"),
-                }
-                if let Some(engine) = sh.engine.get() {
-                    engine.close(id);
-                }
-                sh.release(id, key);
-            });
-        match spawned {
-            Ok(t) => threads.push(t),
+        match Handshake::greet(id, key, peer, stream, &shared) {
+            Ok(h) => {
+                log::info!("{peer}: control connection accepted");
+                handshakes.push(h);
+            }
             Err(e) => {
+                shared.note(|| format!("{peer}: control connection closed: {e}"));
                 shared.release(id, key);
-                log::error!("{peer}: cannot start a thread: {e}");
             }
         }
+    }
+    for h in handshakes {
+        shared.release(h.id, h.key);
     }
     let n = shared.close_all();
     log::info!("shutting down: closing {n} control connection(s)");
@@ -447,6 +475,172 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// A connection in the handshake: greeted, its Set-Up-Response read by the accept loop as it
+/// arrives. It has no thread until the whole message is in, so connections that never send
+/// one cost a descriptor and a few hundred octets, not a thread.
+struct Handshake {
+    id: u64,
+    key: ClientKey,
+    peer: SocketAddr,
+    stream: Arc<TcpStream>,
+    secrets: decide::Secrets,
+    setup: [u8; SetUpResponse::LEN],
+    got: usize,
+    /// The Set-Up deadline; once the message has begun, also the message deadline.
+    deadline: Instant,
+}
+
+enum Progress {
+    Waiting,
+    Done,
+    Failed(Error),
+}
+
+impl Handshake {
+    /// Sends the Server-Greeting (RFC 4656 §3.1) without blocking: 64 octets always fit in a
+    /// new connection's send buffer.
+    fn greet(
+        id: u64,
+        key: ClientKey,
+        peer: SocketAddr,
+        stream: Arc<TcpStream>,
+        sh: &Shared,
+    ) -> Result<Handshake> {
+        let secrets = decide::Secrets {
+            challenge: random()?,
+            salt: random()?,
+            server_iv: random()?,
+        };
+        let mut b = [0u8; ServerGreeting::LEN];
+        decide::greeting(&decide::Settings::from(&sh.config), &secrets).emit(&mut b);
+        stream
+            .set_nonblocking(true)
+            .map_err(|e| Error::io(Op::SetSockopt, Some(peer), e))?;
+        match (&*stream).write(&b) {
+            Ok(n) if n == b.len() => {}
+            Ok(_) => {
+                return Err(Error::Closed {
+                    waiting_for: "room for the Server-Greeting",
+                    addr: Some(peer),
+                })
+            }
+            Err(e) => return Err(Error::io(Op::Send, Some(peer), e)),
+        }
+        Ok(Handshake {
+            id,
+            key,
+            peer,
+            stream,
+            secrets,
+            setup: [0; SetUpResponse::LEN],
+            got: 0,
+            deadline: Instant::now() + sh.config.setup_timeout,
+        })
+    }
+
+    /// Reads what has arrived of the Set-Up-Response.
+    fn read(&mut self, cfg: &ServerConfig) -> Progress {
+        loop {
+            match (&*self.stream).read(&mut self.setup[self.got..]) {
+                Ok(0) => {
+                    return Progress::Failed(Error::Closed {
+                        waiting_for: "Set-Up-Response",
+                        addr: Some(self.peer),
+                    })
+                }
+                Ok(n) => {
+                    if self.got == 0 {
+                        // Once begun, the rest within the message deadline (slowloris).
+                        self.deadline = self.deadline.min(Instant::now() + cfg.message_timeout);
+                    }
+                    self.got += n;
+                    if self.got == SetUpResponse::LEN {
+                        return Progress::Done;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Progress::Waiting,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Progress::Failed(match e.kind() {
+                        std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted => Error::Closed {
+                            waiting_for: "Set-Up-Response",
+                            addr: Some(self.peer),
+                        },
+                        _ => Error::io(Op::Recv, Some(self.peer), e),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Why a connection past its deadline is closed.
+    fn late(&self, cfg: &ServerConfig) -> Error {
+        if self.got == 0 {
+            Error::Control(ControlError::SetUpTimeout {
+                after: cfg.setup_timeout,
+            })
+        } else {
+            Error::Timeout {
+                waiting_for: "Set-Up-Response",
+                addr: Some(self.peer),
+            }
+        }
+    }
+}
+
+/// Waits (at most POLL, or until the nearest handshake deadline) for the listener or a
+/// handshaking connection to become readable. Returns whether the listener is, and which
+/// handshakes are.
+fn wait_for_handshakes(listener: &TcpListener, handshakes: &[Handshake]) -> (bool, Vec<bool>) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let now = Instant::now();
+    let wait = handshakes
+        .iter()
+        .map(|h| h.deadline.saturating_duration_since(now))
+        .fold(POLL, Duration::min)
+        .max(Duration::from_millis(1));
+    let mut fds = Vec::with_capacity(handshakes.len() + 1);
+    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+    for h in handshakes {
+        fds.push(PollFd::new(h.stream.as_fd(), PollFlags::POLLIN));
+    }
+    let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO);
+    if poll(&mut fds, timeout).is_err() {
+        return (false, vec![false; handshakes.len()]);
+    }
+    let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+    let listener_ready = fds.first().is_some_and(ready);
+    (listener_ready, fds.iter().skip(1).map(ready).collect())
+}
+
+/// Gives a connection whose Set-Up-Response is in its own thread.
+fn spawn_connection(shared: &Arc<Shared>, h: Handshake) -> Option<std::thread::JoinHandle<()>> {
+    let (id, key, peer) = (h.id, h.key, h.peer);
+    let sh = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("control:{peer}"))
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            match handle_connection(h, &sh) {
+                Ok(()) => log::info!("{peer}: control connection closed"),
+                Err(e) => log::warn!("{peer}: control connection closed: {e}"),
+            }
+            if let Some(engine) = sh.engine.get() {
+                engine.close(id);
+            }
+            sh.release(id, key);
+        });
+    match spawned {
+        Ok(t) => Some(t),
+        Err(e) => {
+            shared.release(id, key);
+            log::error!("{peer}: cannot start a thread: {e}");
+            None
+        }
+    }
 }
 
 fn random<const N: usize>() -> Result<[u8; N]> {
@@ -496,12 +690,15 @@ impl Conn<'_> {
     }
 }
 
-/// One control connection, from Server-Greeting to close: reads what the state machine
-/// expects, feeds it in, and executes the actions it returns. The caller frees the
-/// connection's sessions in the engine, however this ends.
-fn handle_connection(stream: Arc<TcpStream>, id: u64, peer: SocketAddr, sh: &Shared) -> Result<()> {
+/// One control connection, from its Set-Up-Response to close: feeds what the state machine
+/// expects and executes the actions it returns. The caller frees the connection's sessions
+/// in the engine, however this ends.
+fn handle_connection(h: Handshake, sh: &Shared) -> Result<()> {
     let cfg = &sh.config;
-    log::info!("{peer}: control connection accepted");
+    let (stream, peer) = (h.stream, h.peer);
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| Error::io(Op::SetSockopt, Some(peer), e))?;
     let _ = stream.set_nodelay(true);
     // Control messages are at most 112 octets: small fixed buffers bound what one connection
     // holds in the kernel, how much a pipelining peer can queue for us to work through, and
@@ -520,40 +717,39 @@ fn handle_connection(stream: Arc<TcpStream>, id: u64, peer: SocketAddr, sh: &Sha
             .ip(),
     );
     let mut ch = ControlStream::new(SharedStream(stream), Some(peer));
-    let secrets = decide::Secrets {
-        challenge: random()?,
-        salt: random()?,
-        server_iv: random()?,
-    };
     let mut machine = decide::Server::new(
         decide::Settings::from(cfg),
         &cfg.keys,
-        secrets,
+        h.secrets,
         sh.started,
         peer.ip(),
         local_ip,
     );
     let mut conn = Conn {
         sh,
-        id,
+        id: h.id,
         peer,
-        key: ClientKey::of(peer.ip()),
+        key: h.key,
         local_ip,
         pending: Vec::new(),
         activity: Arc::new(AtomicU64::new(0)),
         running: 0,
     };
-    drive(&mut ch, &mut conn, &mut machine)
+    // The Server-Greeting went out from the accept loop; the machine starts from the
+    // Set-Up-Response it read.
+    let first = machine.handle(Input::SetUpResponse(SetUpResponse::parse(&h.setup)));
+    drive(&mut ch, &mut conn, &mut machine, first)
 }
 
 fn drive(
     ch: &mut ControlStream<SharedStream>,
     conn: &mut Conn<'_>,
     machine: &mut decide::Server<'_>,
+    first: Vec<Action>,
 ) -> Result<()> {
     let sh = conn.sh;
     let peer = conn.peer;
-    let mut actions: VecDeque<Action> = machine.greet().into();
+    let mut actions: VecDeque<Action> = first.into();
     let mut msg = [0u8; RequestTwSession::LEN];
     let mut promoted = false;
     loop {
