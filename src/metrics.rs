@@ -34,6 +34,57 @@ use crate::wire::Accept;
 /// The content type of what [`Metrics::encode`] writes.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The content type of [`text_004`]: the Prometheus text format, for a scraper that does not
+/// ask for OpenMetrics (`curl`, `promtool check metrics`, older Prometheus).
+pub const CONTENT_TYPE_004: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether an HTTP `Accept` header asks for OpenMetrics. Prometheus sends
+/// `application/openmetrics-text;version=1.0.0,...;q=0.5,text/plain;version=0.0.4;q=0.4,...`;
+/// a client that sends none (curl) gets the older text format, as client_golang does.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| {
+        a.split(',').any(|t| {
+            let mut parts = t.split(';').map(str::trim);
+            let is_om = parts
+                .next()
+                .is_some_and(|m| m.eq_ignore_ascii_case("application/openmetrics-text"));
+            // `q=0` means "not acceptable" (RFC 9110 §12.4.2).
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q <= 0.0)
+            });
+            is_om && !refused
+        })
+    })
+}
+
+/// OpenMetrics text (what [`Metrics::encode`] writes) as the Prometheus text format 0.0.4:
+/// a counter family is named with its `_total` in `# HELP` and `# TYPE` there, and `# UNIT`
+/// and `# EOF` do not exist. Sample lines are the same in both formats and pass unchanged.
+pub fn text_004(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for l in openmetrics.lines() {
+        if l.starts_with("# UNIT ") || l == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let (name, tail) = l.strip_prefix(p)?.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(l));
+        out.push('\n');
+    }
+    out
+}
+
 /// Label pairs of one sample.
 type Labels = Vec<(String, String)>;
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
@@ -629,6 +680,32 @@ pub fn server(s: &ServerSnapshot) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_accept_header_decides_the_format() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert!(wants_openmetrics(Some(prometheus)));
+        assert!(!wants_openmetrics(None), "curl sends none");
+        assert!(!wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(Some("text/plain;version=0.0.4")));
+        assert!(!wants_openmetrics(Some(
+            "application/openmetrics-text; q=0"
+        )));
+    }
+
+    #[test]
+    fn text_004_names_counters_with_total_and_drops_unit_and_eof() {
+        let om = "# HELP twamp_x Packets.\n# TYPE twamp_x counter\ntwamp_x_total 5\n\
+                  # HELP twamp_rtt_seconds RTT.\n# TYPE twamp_rtt_seconds gauge\n\
+                  # UNIT twamp_rtt_seconds seconds\ntwamp_rtt_seconds 0.001\n# EOF\n";
+        assert_eq!(
+            text_004(om),
+            "# HELP twamp_x_total Packets.\n# TYPE twamp_x_total counter\ntwamp_x_total 5\n\
+             # HELP twamp_rtt_seconds RTT.\n# TYPE twamp_rtt_seconds gauge\n\
+             twamp_rtt_seconds 0.001\n"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -95,6 +95,43 @@ pub struct Meta {
     pub tos: Option<u8>,
 }
 
+/// Control space for what a datagram may carry: its receive time, TTL / Hop Limit and TOS /
+/// Traffic Class (and one int to spare).
+fn cmsg_space() -> usize {
+    nsock::cmsg_space::<nix::sys::time::TimeSpec>() + 3 * nsock::cmsg_space::<libc::c_int>()
+}
+
+/// What the kernel said about one datagram in its control messages.
+#[derive(Default)]
+struct Cmsgs {
+    ttl: Option<u8>,
+    at: Option<Timestamp>,
+    tos: Option<u8>,
+}
+
+impl Cmsgs {
+    fn read(cmsgs: impl Iterator<Item = ControlMessageOwned>) -> Cmsgs {
+        let mut out = Cmsgs::default();
+        for c in cmsgs {
+            match c {
+                ControlMessageOwned::ScmTimestampns(ts) => {
+                    let d = Duration::new(
+                        ts.tv_sec().max(0) as u64,
+                        ts.tv_nsec().clamp(0, 999_999_999) as u32,
+                    );
+                    out.at = Some(Timestamp::from_unix_duration(d));
+                }
+                ControlMessageOwned::Ipv4Ttl(t) => out.ttl = u8::try_from(t).ok(),
+                ControlMessageOwned::Ipv6HopLimit(h) => out.ttl = u8::try_from(h).ok(),
+                ControlMessageOwned::Ipv4Tos(t) => out.tos = Some(t),
+                ControlMessageOwned::Ipv6TClass(t) => out.tos = u8::try_from(t).ok(),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 /// Reads datagrams with their metadata; owns the control-message buffer so the per-packet
 /// path does not allocate.
 pub struct Receiver {
@@ -109,10 +146,8 @@ impl Default for Receiver {
 
 impl Receiver {
     pub fn new() -> Self {
-        let space = nsock::cmsg_space::<nix::sys::time::TimeSpec>()
-            + 3 * nsock::cmsg_space::<libc::c_int>();
         Receiver {
-            cmsg: vec![0; space],
+            cmsg: vec![0; cmsg_space()],
         }
     }
 
@@ -129,27 +164,7 @@ impl Receiver {
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let mut ttl = None;
-        let mut at = None;
-        let mut tos = None;
-        if let Ok(cmsgs) = msg.cmsgs() {
-            for c in cmsgs {
-                match c {
-                    ControlMessageOwned::ScmTimestampns(ts) => {
-                        let d = Duration::new(
-                            ts.tv_sec().max(0) as u64,
-                            ts.tv_nsec().clamp(0, 999_999_999) as u32,
-                        );
-                        at = Some(Timestamp::from_unix_duration(d));
-                    }
-                    ControlMessageOwned::Ipv4Ttl(t) => ttl = u8::try_from(t).ok(),
-                    ControlMessageOwned::Ipv6HopLimit(h) => ttl = u8::try_from(h).ok(),
-                    ControlMessageOwned::Ipv4Tos(t) => tos = Some(t),
-                    ControlMessageOwned::Ipv6TClass(t) => tos = u8::try_from(t).ok(),
-                    _ => {}
-                }
-            }
-        }
+        let Cmsgs { ttl, at, tos } = msg.cmsgs().map(Cmsgs::read).unwrap_or_default();
         let at = at.unwrap_or_else(|| Timestamp::from_system_time(SystemTime::now()));
         let from = msg.address.as_ref().and_then(to_std);
         let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
@@ -165,6 +180,108 @@ impl Receiver {
             })),
             None => Ok(None), // no source address: not a datagram we can answer
         }
+    }
+}
+
+/// Datagrams one [`BatchReceiver::recv`] reads at most.
+pub const BATCH: usize = 16;
+
+/// The buffer slot of each datagram in a batch: the largest UDP payload, so nothing a session
+/// may legitimately receive is cut.
+const SLOT: usize = MAX_DATAGRAM + 1;
+
+/// Reads up to [`BATCH`] datagrams with one `recvmmsg`, each with its kernel receive time and
+/// TTL as [`Receiver`] gives them. Owns its buffers (zeroed lazily by the OS, so only the
+/// octets datagrams fill become resident) and its headers, so the per-packet path does not
+/// allocate.
+pub struct BatchReceiver {
+    /// Headers for IPv4 and for IPv6 sockets. The kernel writes the address and control
+    /// lengths it used back into them, and the next call starts from those: one set per
+    /// family keeps an IPv4 socket's 16-octet address length from cutting an IPv6 address.
+    headers: [nsock::MultiHeaders<SockaddrStorage>; 2],
+    bufs: Vec<u8>,
+    metas: [Option<Meta>; BATCH],
+}
+
+impl Default for BatchReceiver {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn headers() -> nsock::MultiHeaders<SockaddrStorage> {
+    let space = cmsg_space();
+    nsock::MultiHeaders::preallocate(BATCH, Some(Vec::with_capacity(space)))
+}
+
+impl BatchReceiver {
+    pub fn new() -> Self {
+        BatchReceiver {
+            headers: [headers(), headers()],
+            bufs: vec![0; BATCH * SLOT],
+            metas: [None; BATCH],
+        }
+    }
+
+    /// Reads what is queued (at most [`BATCH`] datagrams, each cut at `max_len` octets:
+    /// longer ones come back `truncated`), without blocking. `v6` says whether `sock` is an
+    /// IPv6 (or dual-stack) socket. Returns how many slots were filled; 0 when nothing was
+    /// queued.
+    pub fn recv(&mut self, sock: &UdpSocket, v6: bool, max_len: usize) -> io::Result<usize> {
+        let family = usize::from(v6);
+        let max_len = max_len.clamp(1, MAX_DATAGRAM);
+        let mut rebuild = false;
+        let n = {
+            let mut chunks = self.bufs.chunks_mut(SLOT);
+            let mut iovs: [[IoSliceMut<'_>; 1]; BATCH] = std::array::from_fn(|_| {
+                let c: &mut [u8] = chunks.next().unwrap_or_default();
+                let end = max_len.min(c.len());
+                [IoSliceMut::new(&mut c[..end])]
+            });
+            let results = match nsock::recvmmsg(
+                sock.as_raw_fd(),
+                &mut self.headers[family],
+                iovs.iter_mut(),
+                MsgFlags::MSG_DONTWAIT,
+                None,
+            ) {
+                Ok(r) => r,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            };
+            let mut n = 0;
+            for (slot, msg) in self.metas.iter_mut().zip(results) {
+                let Cmsgs { ttl, at, tos } = msg.cmsgs().map(Cmsgs::read).unwrap_or_default();
+                // If control space or the address ran short (lengths written back by an
+                // earlier call), the headers are rebuilt before the next call.
+                rebuild |= msg.flags.contains(MsgFlags::MSG_CTRUNC);
+                let from = msg.address.as_ref().and_then(to_std);
+                rebuild |= from.is_none();
+                *slot = from.map(|from| Meta {
+                    len: msg.bytes,
+                    from: unmap(from),
+                    ttl,
+                    at: at.unwrap_or_else(|| Timestamp::from_system_time(SystemTime::now())),
+                    truncated: msg.flags.contains(MsgFlags::MSG_TRUNC),
+                    tos,
+                });
+                n += 1;
+            }
+            n
+        };
+        if rebuild {
+            self.headers[family] = headers();
+        }
+        Ok(n)
+    }
+
+    /// The `i`th datagram of the last batch: its octets (writable, for in-place decryption)
+    /// and what the kernel said about it. `None` for a slot with no source address.
+    pub fn datagram(&mut self, i: usize) -> Option<(&mut [u8], Meta)> {
+        let meta = (*self.metas.get(i)?)?;
+        let start = i * SLOT;
+        let bytes = self.bufs.get_mut(start..start + meta.len.min(SLOT))?;
+        Some((bytes, meta))
     }
 }
 
@@ -415,6 +532,40 @@ mod tests {
         );
         assert!(m.at >= before);
         assert!(!m.truncated);
+    }
+
+    #[test]
+    fn batches_from_ipv4_and_ipv6_sockets_keep_addresses_ttl_and_times() {
+        let mut batch = BatchReceiver::new();
+        for (server, client, v6) in [
+            ("127.0.0.1:0", "127.0.0.1:0", false),
+            ("[::]:0", "[::1]:0", true),
+            ("127.0.0.1:0", "127.0.0.1:0", false),
+        ] {
+            let srv = udp_socket(server.parse().unwrap(), 0).unwrap();
+            let port = srv.local_addr().unwrap().port();
+            let to: SocketAddr = if v6 {
+                SocketAddr::new("::1".parse().unwrap(), port)
+            } else {
+                SocketAddr::new("127.0.0.1".parse().unwrap(), port)
+            };
+            let c = udp_socket(client.parse().unwrap(), 0).unwrap();
+            let before = Timestamp::from_system_time(SystemTime::now());
+            for n in [5usize, 20, 3000] {
+                send_to(&c, &vec![7u8; n], to).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(batch.recv(&srv, v6, 1501).unwrap(), 3, "{server}");
+            for (i, n) in [5usize, 20, 3000].into_iter().enumerate() {
+                let (bytes, m) = batch.datagram(i).expect("a datagram");
+                assert_eq!(m.from, c.local_addr().unwrap(), "{server}: source");
+                assert_eq!(m.ttl, Some(255));
+                assert!(m.at >= before);
+                assert_eq!(m.truncated, n > 1501, "{n} octets");
+                assert_eq!(bytes.len(), n.min(1501));
+            }
+            assert_eq!(batch.recv(&srv, v6, 1501).unwrap(), 0, "drained");
+        }
     }
 
     #[test]

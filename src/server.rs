@@ -1,11 +1,14 @@
-//! The TWAMP Server (RFC 5357 §3): the accept loop, one thread per control connection, and the
-//! reflector engine that serves every connection's test sessions. Decisions live in the state
+//! The TWAMP Server (RFC 5357 §3): the accept loop, which also greets new connections and
+//! reads their Set-Up-Response without a thread; one thread per control connection once its
+//! Set-Up-Response is in; and the reflector engine that serves every connection's test
+//! sessions. Decisions live in the state
 //! machine of `control::server` and the budgets of `control::server::limits`; this file only
 //! executes them: reads, writes, binds sockets and hands sessions to the engine.
 //!
 //! What a peer cannot do here:
 //! - hold a connection without finishing the handshake for longer than `-setup-timeout`, or
-//!   hold more than `-max-handshakes` such connections (the oldest is dropped for a newcomer);
+//!   hold more than `-max-handshakes` such connections (the oldest is dropped for a newcomer),
+//!   or make the server start a thread for one;
 //! - hold more than `-max-connections` established connections, or `-max-connections-per-client`
 //!   from one client (an IPv4 address or IPv6 /64): past them it gets Modes 0 and a close;
 //! - hold more test sessions than `-max-sessions`, `-max-sessions-per-client` and
@@ -39,6 +42,9 @@ use crate::{addr, net};
 
 /// How often an idle control thread and the accept loop look at the shutdown flag.
 const POLL: Duration = Duration::from_millis(250);
+
+/// SO_RCVBUF and SO_SNDBUF of control connections (the kernel doubles them).
+const CONTROL_BUFFER: usize = 16 * 1024;
 
 /// How long shutdown waits for the connection threads once their sockets are closed.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
@@ -398,8 +404,14 @@ fn refuse(stream: TcpStream) {
 
 /// Binds the control listener. Done before daemonizing so "address in use" reaches the terminal.
 pub fn bind(config: &ServerConfig) -> Result<TcpListener> {
-    net::tcp_listener(config.listen, config.v6_only)
-        .map_err(|e| Error::io(Op::Bind, Some(config.listen), e))
+    let l = net::tcp_listener(config.listen, config.v6_only)
+        .map_err(|e| Error::io(Op::Bind, Some(config.listen), e))?;
+    // Accepted connections inherit the listener's buffer sizes, and the receive window is
+    // fixed at the handshake: set them here (see CONTROL_BUFFER).
+    let sock = socket2::SockRef::from(&l);
+    let _ = sock.set_recv_buffer_size(CONTROL_BUFFER);
+    let _ = sock.set_send_buffer_size(CONTROL_BUFFER);
+    Ok(l)
 }
 
 /// What the server listens on: TWAMP-Control's TCP listener (none with `-light-only`) and the
@@ -517,6 +529,7 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>) -> Result<()> {
 
 /// As [`serve`], on what [`bind_all`] bound.
 pub fn serve_all(listeners: Listeners, shared: Arc<Shared>) -> Result<()> {
+    crate::daemon::one_arena();
     let cfg = &shared.config;
     let ctx = reflector::Context {
         refwait: cfg.refwait,
@@ -550,9 +563,42 @@ pub fn serve_all(listeners: Listeners, shared: Arc<Shared>) -> Result<()> {
             .map_or_else(|| "any".to_string(), |(lo, hi)| format!("{lo}-{hi}"))
     );
     let mut threads: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let mut handshakes: Vec<Handshake> = Vec::new();
     while !shared.shutdown.load(Ordering::Relaxed) {
         threads.retain(|t| !t.is_finished());
-        if !net::wait_readable(&listener, POLL).unwrap_or(false) {
+        let (listener_ready, ready) = wait_for_handshakes(&listener, &handshakes);
+        // Connections waiting for their Set-Up-Response: read what came, spawn a thread for
+        // each whole one, drop the closed and the late.
+        let now = Instant::now();
+        let mut i = 0;
+        while i < handshakes.len() {
+            let outcome = if ready.get(i).copied().unwrap_or(false) {
+                handshakes[i].read(&shared.config)
+            } else {
+                Progress::Waiting
+            };
+            let outcome = match outcome {
+                Progress::Waiting if now >= handshakes[i].deadline => {
+                    Progress::Failed(handshakes[i].late(&shared.config))
+                }
+                o => o,
+            };
+            match outcome {
+                Progress::Waiting => i += 1,
+                Progress::Failed(e) => {
+                    let h = handshakes.swap_remove(i);
+                    shared.note(|| format!("{}: control connection closed: {e}", h.peer));
+                    shared.release(h.id, h.key);
+                }
+                Progress::Done => {
+                    let h = handshakes.swap_remove(i);
+                    if let Some(t) = spawn_connection(&shared, h) {
+                        threads.push(t);
+                    }
+                }
+            }
+        }
+        if !listener_ready {
             continue;
         }
         let (stream, peer) = match listener.accept() {
@@ -587,37 +633,19 @@ pub fn serve_all(listeners: Listeners, shared: Arc<Shared>) -> Result<()> {
             continue;
         }
         shared.served.fetch_add(1, Ordering::Relaxed);
-        let sh = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("control:{peer}"))
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                let began = Instant::now();
-                let mut end = ConnEnd::default();
-                let result = handle_connection(stream, id, peer, modes, &sh, &mut end);
-                // The connection's one info line: peer, mode, identity, sessions, outcome.
-                let about = end.describe(began.elapsed());
-                match result {
-                    Ok(()) if sh.shutdown.load(Ordering::Relaxed) => {
-                        log::info!("{peer}: control connection closed: server stopping ({about})")
-                    }
-                    Ok(()) => {
-                        log::info!("{peer}: control connection closed by the client ({about})")
-                    }
-                    Err(e) => log::warn!("{peer}: control connection closed: {e} ({about})"),
-                }
-                if let Some(engine) = sh.engine.get() {
-                    engine.close(id);
-                }
-                sh.release(id, key);
-            });
-        match spawned {
-            Ok(t) => threads.push(t),
+        match Handshake::greet(id, key, peer, modes, stream, &shared) {
+            Ok(h) => {
+                log::debug!("{peer}: control connection accepted");
+                handshakes.push(h);
+            }
             Err(e) => {
+                shared.note(|| format!("{peer}: control connection closed: {e}"));
                 shared.release(id, key);
-                log::error!("{peer}: cannot start a thread: {e}");
             }
         }
+    }
+    for h in handshakes {
+        shared.release(h.id, h.key);
     }
     let n = shared.close_all();
     log::info!("shutting down: closing {n} control connection(s)");
@@ -629,6 +657,189 @@ pub fn serve_all(listeners: Listeners, shared: Arc<Shared>) -> Result<()> {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// A connection in the handshake: greeted, its Set-Up-Response read by the accept loop as it
+/// arrives. It has no thread until the whole message is in, so connections that never send
+/// one cost a descriptor and a few hundred octets, not a thread.
+struct Handshake {
+    id: u64,
+    key: ClientKey,
+    peer: SocketAddr,
+    /// The modes the access lists leave this peer's network (RFC 4656 §3.1 Modes).
+    modes: crate::wire::Modes,
+    stream: Arc<TcpStream>,
+    secrets: decide::Secrets,
+    setup: [u8; SetUpResponse::LEN],
+    got: usize,
+    /// The Set-Up deadline; once the message has begun, also the message deadline.
+    deadline: Instant,
+}
+
+enum Progress {
+    Waiting,
+    Done,
+    Failed(Error),
+}
+
+impl Handshake {
+    /// Sends the Server-Greeting (RFC 4656 §3.1) without blocking: 64 octets always fit in a
+    /// new connection's send buffer.
+    fn greet(
+        id: u64,
+        key: ClientKey,
+        peer: SocketAddr,
+        modes: crate::wire::Modes,
+        stream: Arc<TcpStream>,
+        sh: &Shared,
+    ) -> Result<Handshake> {
+        let secrets = decide::Secrets {
+            challenge: random()?,
+            salt: random()?,
+            server_iv: random()?,
+        };
+        let mut b = [0u8; ServerGreeting::LEN];
+        let settings = decide::Settings {
+            modes,
+            ..decide::Settings::from(&sh.config)
+        };
+        decide::greeting(&settings, &secrets).emit(&mut b);
+        stream
+            .set_nonblocking(true)
+            .map_err(|e| Error::io(Op::SetSockopt, Some(peer), e))?;
+        match (&*stream).write(&b) {
+            Ok(n) if n == b.len() => {}
+            Ok(_) => {
+                return Err(Error::Closed {
+                    waiting_for: "room for the Server-Greeting",
+                    addr: Some(peer),
+                })
+            }
+            Err(e) => return Err(Error::io(Op::Send, Some(peer), e)),
+        }
+        Ok(Handshake {
+            id,
+            key,
+            peer,
+            modes,
+            stream,
+            secrets,
+            setup: [0; SetUpResponse::LEN],
+            got: 0,
+            deadline: Instant::now() + sh.config.setup_timeout,
+        })
+    }
+
+    /// Reads what has arrived of the Set-Up-Response.
+    fn read(&mut self, cfg: &ServerConfig) -> Progress {
+        loop {
+            match (&*self.stream).read(&mut self.setup[self.got..]) {
+                Ok(0) => {
+                    return Progress::Failed(Error::Closed {
+                        waiting_for: "Set-Up-Response",
+                        addr: Some(self.peer),
+                    })
+                }
+                Ok(n) => {
+                    if self.got == 0 {
+                        // Once begun, the rest within the message deadline (slowloris).
+                        self.deadline = self.deadline.min(Instant::now() + cfg.message_timeout);
+                    }
+                    self.got += n;
+                    if self.got == SetUpResponse::LEN {
+                        return Progress::Done;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Progress::Waiting,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Progress::Failed(match e.kind() {
+                        std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted => Error::Closed {
+                            waiting_for: "Set-Up-Response",
+                            addr: Some(self.peer),
+                        },
+                        _ => Error::io(Op::Recv, Some(self.peer), e),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Why a connection past its deadline is closed.
+    fn late(&self, cfg: &ServerConfig) -> Error {
+        if self.got == 0 {
+            Error::Control(ControlError::SetUpTimeout {
+                after: cfg.setup_timeout,
+            })
+        } else {
+            Error::Timeout {
+                waiting_for: "Set-Up-Response",
+                addr: Some(self.peer),
+            }
+        }
+    }
+}
+
+/// Waits (at most POLL, or until the nearest handshake deadline) for the listener or a
+/// handshaking connection to become readable. Returns whether the listener is, and which
+/// handshakes are.
+fn wait_for_handshakes(listener: &TcpListener, handshakes: &[Handshake]) -> (bool, Vec<bool>) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let now = Instant::now();
+    let wait = handshakes
+        .iter()
+        .map(|h| h.deadline.saturating_duration_since(now))
+        .fold(POLL, Duration::min)
+        .max(Duration::from_millis(1));
+    let mut fds = Vec::with_capacity(handshakes.len() + 1);
+    fds.push(PollFd::new(listener.as_fd(), PollFlags::POLLIN));
+    for h in handshakes {
+        fds.push(PollFd::new(h.stream.as_fd(), PollFlags::POLLIN));
+    }
+    let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO);
+    if poll(&mut fds, timeout).is_err() {
+        return (false, vec![false; handshakes.len()]);
+    }
+    let ready = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
+    let listener_ready = fds.first().is_some_and(ready);
+    (listener_ready, fds.iter().skip(1).map(ready).collect())
+}
+
+/// Gives a connection whose Set-Up-Response is in its own thread.
+fn spawn_connection(shared: &Arc<Shared>, h: Handshake) -> Option<std::thread::JoinHandle<()>> {
+    let (id, key, peer) = (h.id, h.key, h.peer);
+    let sh = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("control:{peer}"))
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let began = Instant::now();
+            let mut end = ConnEnd::default();
+            let result = handle_connection(h, &sh, &mut end);
+            // The connection's one info line: peer, mode, identity, sessions, outcome.
+            let about = end.describe(began.elapsed());
+            match result {
+                Ok(()) if sh.shutdown.load(Ordering::Relaxed) => {
+                    log::info!("{peer}: control connection closed: server stopping ({about})")
+                }
+                Ok(()) => log::info!("{peer}: control connection closed by the client ({about})"),
+                Err(e) => log::warn!("{peer}: control connection closed: {e} ({about})"),
+            }
+            if let Some(engine) = sh.engine.get() {
+                engine.close(id);
+            }
+            sh.release(id, key);
+            crate::daemon::trim_heap();
+        });
+    match spawned {
+        Ok(t) => Some(t),
+        Err(e) => {
+            shared.release(id, key);
+            log::error!("{peer}: cannot start a thread: {e}");
+            None
+        }
+    }
 }
 
 fn random<const N: usize>() -> Result<[u8; N]> {
@@ -712,20 +923,22 @@ impl Conn<'_> {
     }
 }
 
-/// One control connection, from Server-Greeting to close: reads what the state machine
-/// expects, feeds it in, and executes the actions it returns. The caller frees the
-/// connection's sessions in the engine, however this ends.
-fn handle_connection(
-    stream: Arc<TcpStream>,
-    id: u64,
-    peer: SocketAddr,
-    modes: crate::wire::Modes,
-    sh: &Shared,
-    end: &mut ConnEnd,
-) -> Result<()> {
+/// One control connection, from its Set-Up-Response to close: feeds what the state machine
+/// expects and executes the actions it returns. The caller frees the connection's sessions
+/// in the engine, however this ends.
+fn handle_connection(h: Handshake, sh: &Shared, end: &mut ConnEnd) -> Result<()> {
     let cfg = &sh.config;
-    log::debug!("{peer}: control connection accepted");
+    let (stream, peer) = (h.stream, h.peer);
+    stream
+        .set_nonblocking(false)
+        .map_err(|e| Error::io(Op::SetSockopt, Some(peer), e))?;
     let _ = stream.set_nodelay(true);
+    // Control messages are at most 112 octets: small fixed buffers bound what one connection
+    // holds in the kernel, how much a pipelining peer can queue for us to work through, and
+    // how much we queue for a peer that never reads before our write blocks (and times out).
+    let sock = socket2::SockRef::from(&*stream);
+    let _ = sock.set_recv_buffer_size(CONTROL_BUFFER);
+    let _ = sock.set_send_buffer_size(CONTROL_BUFFER);
     // Every write has a deadline: a peer that never reads cannot pin this thread.
     stream
         .set_write_timeout(Some(cfg.message_timeout))
@@ -737,36 +950,34 @@ fn handle_connection(
             .ip(),
     );
     let mut ch = ControlStream::new(SharedStream(stream), Some(peer));
-    let secrets = decide::Secrets {
-        challenge: random()?,
-        salt: random()?,
-        server_iv: random()?,
-    };
     // The modes the access lists leave this peer's network.
     let settings = decide::Settings {
-        modes,
+        modes: h.modes,
         ..decide::Settings::from(cfg)
     };
     let mut machine = decide::Server::new(
         settings,
         &cfg.keys,
-        secrets,
+        h.secrets,
         sh.started,
         peer.ip(),
         local_ip,
     );
     let mut conn = Conn {
         sh,
-        id,
+        id: h.id,
         peer,
-        key: ClientKey::of(peer.ip()),
+        key: h.key,
         local_ip,
         pending: Vec::new(),
         activity: Arc::new(AtomicU64::new(0)),
         running: 0,
         started: 0,
     };
-    let result = drive(&mut ch, &mut conn, &mut machine);
+    // The Server-Greeting went out from the accept loop; the machine starts from the
+    // Set-Up-Response it read.
+    let first = machine.handle(Input::SetUpResponse(SetUpResponse::parse(&h.setup)));
+    let result = drive(&mut ch, &mut conn, &mut machine, first);
     if let Some((mode, identity)) = machine.chosen() {
         end.mode = Some(mode);
         end.identity = identity.map(str::to_string);
@@ -780,10 +991,11 @@ fn drive(
     ch: &mut ControlStream<SharedStream>,
     conn: &mut Conn<'_>,
     machine: &mut decide::Server<'_>,
+    first: Vec<Action>,
 ) -> Result<()> {
     let sh = conn.sh;
     let peer = conn.peer;
-    let mut actions: VecDeque<Action> = machine.greet().into();
+    let mut actions: VecDeque<Action> = first.into();
     let mut msg = [0u8; RequestTwSession::LEN];
     let mut promoted = false;
     loop {

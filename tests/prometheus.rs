@@ -167,33 +167,11 @@ fn promtool(args: &[&str], stdin: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// OpenMetrics text (what prometheus-client writes, and what Prometheus asks for first) as the
-/// older Prometheus text format 0.0.4 that Debian's promtool 2.42 lints: a counter family is
-/// named with its `_total` in HELP and TYPE there, and `# UNIT` / `# EOF` do not exist. Only
-/// those lines change; every sample line is passed on as served.
-fn as_text_004(openmetrics: &str) -> String {
-    let counters: Vec<&str> = openmetrics
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::new();
-    for l in openmetrics.lines() {
-        if l.starts_with("# UNIT ") || l == "# EOF" {
-            continue;
-        }
-        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
-            let rest = l.strip_prefix(p)?;
-            let (name, tail) = rest.split_once(' ')?;
-            counters
-                .contains(&name)
-                .then(|| format!("{p}{name}_total {tail}"))
-        });
-        out.push_str(renamed.as_deref().unwrap_or(l));
-        out.push('\n');
-    }
-    out
-}
+/// What Prometheus sends: OpenMetrics first, the text format as a fallback.
+const PROMETHEUS_ACCEPT: (&str, &str) = (
+    "Accept",
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+);
 
 #[test]
 fn promtool_finds_no_problem_in_either_endpoint_nor_in_the_rules() {
@@ -203,24 +181,36 @@ fn promtool_finds_no_problem_in_either_endpoint_nor_in_the_rules() {
     let metrics = SocketAddr::new(LOOPBACK, free_port(LOOPBACK));
     let server = Server::start(&["-test-ports", "0", "-metrics", &metrics.to_string()]);
     let exporter = Exporter::start(&module(""));
-    let (status, probe) = exporter.probe(&format!("127.0.0.1:{}", server.port()), &[]);
+    let target = format!("127.0.0.1:{}", server.port());
+    // Asked for OpenMetrics, as Prometheus asks: OpenMetrics, ending with # EOF.
+    let (status, om) = exporter.probe(&target, &[PROMETHEUS_ACCEPT]);
+    assert_eq!(status, 200, "{om}");
+    assert_eq!(sample(&om, "probe_success"), Some(1.0), "{om}");
+    assert!(
+        om.ends_with("# EOF\n"),
+        "OpenMetrics ends with # EOF:\n{om}"
+    );
+    // Asked for nothing, as curl | promtool: the text format 0.0.4, linted as served.
+    let (status, probe) = exporter.probe(&target, &[]);
     assert_eq!(status, 200, "{probe}");
     assert_eq!(sample(&probe, "probe_success"), Some(1.0), "{probe}");
-    assert!(probe.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
-    // The probe has no counter (every figure is of one measurement): promtool reads it as is.
+    assert!(!probe.contains("# EOF"), "text format 0.0.4:\n{probe}");
     let (ok, text) = promtool(&["check", "metrics"], &probe);
     assert!(
         ok && text.trim().is_empty(),
         "promtool on /probe:\n{text}\n{probe}"
     );
+    let (status, om) = get(metrics, "/metrics", &[PROMETHEUS_ACCEPT]);
+    assert_eq!(status, 200);
+    assert!(om.ends_with("# EOF\n"), "{om}");
     let (status, server_metrics) = get(metrics, "/metrics", &[]);
     assert_eq!(status, 200);
     assert_eq!(
         sample(&server_metrics, "twamp_server_packets_reflected_total"),
-        Some(5.0),
-        "{server_metrics}"
+        Some(10.0),
+        "two probes of 5 packets: {server_metrics}"
     );
-    let (ok, text) = promtool(&["check", "metrics"], &as_text_004(&server_metrics));
+    let (ok, text) = promtool(&["check", "metrics"], &server_metrics);
     assert!(
         ok && text.trim().is_empty(),
         "promtool on -metrics:\n{text}\n{server_metrics}"
@@ -228,10 +218,10 @@ fn promtool_finds_no_problem_in_either_endpoint_nor_in_the_rules() {
     let (status, own) = get(exporter.addr, "/metrics", &[]);
     assert_eq!(status, 200);
     assert!(
-        own.contains("twamp_exporter_probes_total{result=\"success\"} 1"),
+        own.contains("twamp_exporter_probes_total{result=\"success\"} 2"),
         "{own}"
     );
-    let (ok, text) = promtool(&["check", "metrics"], &as_text_004(&own));
+    let (ok, text) = promtool(&["check", "metrics"], &own);
     assert!(
         ok && text.trim().is_empty(),
         "promtool on the exporter's /metrics:\n{text}\n{own}"

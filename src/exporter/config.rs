@@ -279,7 +279,12 @@ fn module(name: &str, m: RawModule) -> std::result::Result<Module, String> {
         None => 0,
         Some(toml::Value::Integer(n)) => crate::cli::parse_dscp(&n.to_string())?,
         Some(toml::Value::String(s)) => crate::cli::parse_dscp(s)?,
-        Some(other) => return Err(format!("dscp: '{other}' is not a DSCP")),
+        Some(other) => {
+            return Err(format!(
+                "dscp: a {} is not a DSCP (a number or a name such as EF)",
+                other.type_str()
+            ))
+        }
     };
     let mut user = m.user.clone();
     let secret = match &m.keyfile {

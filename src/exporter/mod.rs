@@ -61,8 +61,24 @@ fn text(status: u16, body: impl Into<String>) -> Response<std::io::Cursor<Vec<u8
         .with_header(header("Content-Type", "text/plain; charset=utf-8"))
 }
 
-fn exposition(body: String) -> Response<std::io::Cursor<Vec<u8>>> {
-    Response::from_string(body).with_header(header("Content-Type", metrics::CONTENT_TYPE))
+/// Whether the scraper asked for OpenMetrics (Prometheus does) or not (curl, promtool).
+fn openmetrics(req: &Request) -> bool {
+    let accept = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Accept"))
+        .map(|h| h.value.as_str());
+    metrics::wants_openmetrics(accept)
+}
+
+/// An exposition in the format the scraper asked for ([`openmetrics`]).
+fn exposition(openmetrics: bool, body: String) -> Response<std::io::Cursor<Vec<u8>>> {
+    if openmetrics {
+        Response::from_string(body).with_header(header("Content-Type", metrics::CONTENT_TYPE))
+    } else {
+        Response::from_string(metrics::text_004(&body))
+            .with_header(header("Content-Type", metrics::CONTENT_TYPE_004))
+    }
 }
 
 fn answer(req: Request, resp: Response<std::io::Cursor<Vec<u8>>>) {
@@ -97,7 +113,7 @@ pub fn serve_metrics(
                 };
                 let path = req.url().split('?').next().unwrap_or("");
                 let resp = match path {
-                    "/metrics" => exposition(metrics::server(&snapshot())),
+                    "/metrics" => exposition(openmetrics(&req), metrics::server(&snapshot())),
                     _ => text(404, "twamp server: metrics are at /metrics\n"),
                 };
                 answer(req, resp);
@@ -256,7 +272,10 @@ pub fn serve(cfg: ExporterConfig, listener: TcpListener, stop: Arc<AtomicBool>) 
                     log::error!("cannot start a probe thread: {e}");
                 }
             }
-            "/metrics" => answer(req, exposition(own_metrics(&state))),
+            "/metrics" => {
+                let resp = exposition(openmetrics(&req), own_metrics(&state));
+                answer(req, resp)
+            }
             "/" => answer(
                 req,
                 text(
@@ -392,6 +411,7 @@ fn measure(
 
 fn probe(state: &Arc<State>, req: Request, query: &str, slot: Slot) {
     let started = Instant::now();
+    let om = openmetrics(&req);
     let cfg = &state.cfg;
     let bad = |req: Request, status: u16, why: String, counter: &AtomicU64| {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -448,7 +468,7 @@ fn probe(state: &Arc<State>, req: Request, query: &str, slot: Slot) {
         state.stats.failed.fetch_add(1, Ordering::Relaxed);
         return answer(
             req,
-            exposition(metrics::probe(None, false, started.elapsed())),
+            exposition(om, metrics::probe(None, false, started.elapsed())),
         );
     }
     let left = deadline.saturating_duration_since(Instant::now());
@@ -482,7 +502,10 @@ fn probe(state: &Arc<State>, req: Request, query: &str, slot: Slot) {
     counter.fetch_add(1, Ordering::Relaxed);
     answer(
         req,
-        exposition(metrics::probe(report.as_ref(), success, started.elapsed())),
+        exposition(
+            om,
+            metrics::probe(report.as_ref(), success, started.elapsed()),
+        ),
     );
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Invariants:
 //! - A session costs its socket and one table entry; the receive and transmit buffers belong
-//!   to the engine thread (one of each, 64 KiB), not to the session.
+//!   to the engine thread (one `recvmmsg` batch of 16 slots and one transmit buffer, only
+//!   the octets used resident), not to the session.
 //! - What a socket's datagrams mean is its [`Handler`]'s business: a TWAMP session's
 //!   [`Reflector`](super::Reflector) (one sender, checked against the control peer), or later a
 //!   TWAMP-Light/STAMP reflector (one socket, many senders). The engine only reads, hands the
@@ -19,7 +20,7 @@
 //!   [`SWEEP`]; the per-packet path reads no clock besides the handler's T3.
 
 use std::io;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::{Counters, DropReason, Received};
 use crate::addr;
-use crate::net::{self, Receiver};
+use crate::net::{self, BatchReceiver, Meta};
 use crate::time::Clock;
 use crate::wire::TestLayout;
 
@@ -40,7 +41,10 @@ pub const SWEEP: Duration = Duration::from_millis(100);
 
 /// Datagrams read from one socket before the thread turns to the next ready one, so one busy
 /// session cannot starve the others.
-const BUDGET: usize = 32;
+const BUDGET: usize = 64;
+
+/// SO_SNDBUF of served sockets.
+const SNDBUF: usize = 1 << 20;
 
 /// Epoll data of the wake-up eventfd; sessions use their table slot and generation.
 const WAKE: u64 = u64::MAX;
@@ -192,16 +196,22 @@ impl Engine {
         })
     }
 
-    fn send(&self, w: &Worker, m: Msg) {
-        if w.tx.send(m).is_ok() {
-            let _ = w.wake.write(1);
+    /// `false` when the thread is gone (it ended on shutdown, or a bug made it panic).
+    fn send(&self, w: &Worker, m: Msg) -> bool {
+        if w.tx.send(m).is_err() {
+            return false;
         }
+        let _ = w.wake.write(1);
+        true
     }
 
     /// Serves a socket from now on, on the least loaded thread. The socket is made
     /// non-blocking here.
     pub fn add(&self, reg: Registration) -> io::Result<()> {
         reg.socket.set_nonblocking(true)?;
+        // Room for bursts of replies as well as of requests (the receive side is sized at
+        // bind time); kernel memory is used only while replies wait.
+        let _ = socket2::SockRef::from(&reg.socket).set_send_buffer_size(SNDBUF);
         let w = self
             .workers
             .iter()
@@ -209,14 +219,18 @@ impl Engine {
             .ok_or_else(|| io::Error::other("no engine thread"))?;
         w.load.fetch_add(1, Ordering::Relaxed);
         self.live.fetch_add(1, Ordering::Relaxed);
-        self.send(w, Msg::Add(Box::new(reg)));
+        if !self.send(w, Msg::Add(Box::new(reg))) {
+            w.load.fetch_sub(1, Ordering::Relaxed);
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return Err(io::Error::other("the reflector engine thread is gone"));
+        }
         Ok(())
     }
 
     /// Stops the owner's sockets after `grace`, or after each one's linger when `None`.
     pub fn stop(&self, owner: Owner, grace: Option<Duration>) {
         for w in &self.workers {
-            self.send(
+            let _ = self.send(
                 w,
                 Msg::Stop {
                     owner,
@@ -231,7 +245,7 @@ impl Engine {
     /// linger; the owner's others go on (RFC 5938 Stop-N-Sessions).
     pub fn stop_one(&self, owner: Owner, name: &str, grace: Option<Duration>) {
         for w in &self.workers {
-            self.send(
+            let _ = self.send(
                 w,
                 Msg::Stop {
                     owner,
@@ -245,7 +259,7 @@ impl Engine {
     /// Frees all of the owner's sockets now.
     pub fn close(&self, owner: Owner) {
         for w in &self.workers {
-            self.send(w, Msg::Close { owner });
+            let _ = self.send(w, Msg::Close { owner });
         }
     }
 
@@ -310,11 +324,10 @@ fn token(slot: usize, generation: u32) -> u64 {
 
 impl Thread {
     fn run(&mut self) {
-        // The one receive and one transmit buffer of this thread. A reflection is at most
-        // max(received, reflector base); the kernel cuts anything over MAX_DATAGRAM.
-        let mut rx = vec![0u8; net::MAX_DATAGRAM];
+        // The receive buffers (one batch) and the one transmit buffer of this thread. A
+        // reflection is at most max(received, reflector base).
+        let mut batch = BatchReceiver::new();
         let mut tx = vec![0u8; net::MAX_DATAGRAM + TestLayout::AUTHENTICATED.reflector.base];
-        let mut receiver = Receiver::new();
         let mut events = [EpollEvent::empty(); 64];
         let mut next_sweep = Instant::now() + SWEEP;
         let mut generation: u32 = 0;
@@ -342,7 +355,7 @@ impl Thread {
                 let (slot, g) = ((data & 0xffff_ffff) as usize, (data >> 32) as u32);
                 if let Some(Some(e)) = self.table.get_mut(slot) {
                     if e.generation == g {
-                        serve(e, now, &self.shared, &mut receiver, &mut rx, &mut tx);
+                        serve(e, now, &self.shared, &mut batch, &mut tx);
                     }
                 }
             }
@@ -358,6 +371,7 @@ impl Thread {
                 // no live allocation high in the heap that keeps the allocator from trimming.
                 self.table = Vec::new();
                 self.free = Vec::new();
+                crate::daemon::trim_heap();
             }
         }
         for slot in 0..self.table.len() {
@@ -493,20 +507,16 @@ fn counts(c: &Counters) -> String {
     out
 }
 
-/// Reads what is queued on one ready socket (up to [`BUDGET`] datagrams) and answers it.
-fn serve(
-    e: &mut Entry,
-    now: Instant,
-    shared: &Shared,
-    receiver: &mut Receiver,
-    rx: &mut [u8],
-    tx: &mut [u8],
-) {
+/// Reads what is queued on one ready socket (up to [`BUDGET`] datagrams, [`net::BATCH`] per
+/// `recvmmsg`) and answers each datagram in turn: T3 is read just before its own send.
+fn serve(e: &mut Entry, now: Instant, shared: &Shared, batch: &mut BatchReceiver, tx: &mut [u8]) {
     let max = e.reg.handler.max_datagram();
-    for _ in 0..BUDGET {
-        let meta = match receiver.recv(&e.reg.socket, rx) {
-            Ok(Some(m)) => m,
-            Ok(None) => return, // drained (EAGAIN)
+    let mut read = 0;
+    while read < BUDGET {
+        // One octet more than the largest datagram served, so a longer one shows as longer
+        // (or truncated) and is dropped as oversized.
+        let n = match batch.recv(&e.reg.socket, e.v6, max + 1) {
+            Ok(n) => n,
             Err(err) => {
                 // ICMP errors (ECONNREFUSED) from an earlier send surface here; they are not
                 // fatal for the session.
@@ -514,50 +524,90 @@ fn serve(
                 return;
             }
         };
-        let c = &e.reg.counters;
-        if meta.truncated || meta.len > max {
-            // The sender is the session's or not: an oversized datagram keeps nothing alive.
-            c.count(DropReason::Oversized);
-            shared.totals.count(DropReason::Oversized);
-            continue;
+        read += n.max(1);
+        for i in 0..n {
+            let Some((bytes, meta)) = batch.datagram(i) else {
+                continue; // no source address: nothing to answer
+            };
+            answer(e, now, shared, bytes, meta, max, tx);
         }
-        let received = Received {
-            bytes: &mut rx[..meta.len],
-            from: meta.from.ip(),
-            ttl: meta.ttl,
-            tos: meta.tos,
-            at: meta.at,
-        };
-        match e
-            .reg
-            .handler
-            .on_datagram_meta(received, &meta, e.port, shared.clock.as_ref(), tx)
-        {
-            Ok(n) => {
-                e.last = now;
-                if let Some(a) = &e.reg.activity {
-                    a.store(meta.at.unix_millis(), Ordering::Relaxed);
-                }
-                let to = addr::destination(meta.from, e.v6);
-                let sent = match e.reg.handler.reply_tos() {
-                    None => e.reg.socket.send_to(&tx[..n], to),
-                    Some(tos) => net::send_with_tos(&e.reg.socket, &tx[..n], to, tos),
-                };
-                match sent {
-                    Ok(_) => {
-                        c.reflected.fetch_add(1, Ordering::Relaxed);
-                        shared.totals.reflected.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(err) => log::debug!("session {}: send to {}: {err}", e.reg.name, meta.from),
-                }
+        if n < net::BATCH {
+            return; // drained
+        }
+    }
+}
+
+/// How long a reply may wait for room in the socket's send buffer. The sockets are
+/// non-blocking for reading; a blocking reflector would wait here too, and dropping the reply
+/// instead would count as loss the path never had.
+const SEND_WAIT: Duration = Duration::from_millis(5);
+
+/// Sends one reply, with the socket's TOS or with `tos` for this datagram only.
+fn send(sock: &UdpSocket, buf: &[u8], to: SocketAddr, tos: Option<u8>) -> io::Result<usize> {
+    let once = || match tos {
+        None => sock.send_to(buf, to),
+        Some(tos) => net::send_with_tos(sock, buf, to, tos),
+    };
+    match once() {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLOUT)];
+            let wait = PollTimeout::try_from(SEND_WAIT).unwrap_or(PollTimeout::ZERO);
+            let _ = poll(&mut fds, wait);
+            once()
+        }
+        other => other,
+    }
+}
+
+fn answer(
+    e: &mut Entry,
+    now: Instant,
+    shared: &Shared,
+    bytes: &mut [u8],
+    meta: Meta,
+    max: usize,
+    tx: &mut [u8],
+) {
+    let c = &e.reg.counters;
+    if meta.truncated || meta.len > max {
+        // An oversized datagram keeps nothing alive.
+        c.count(DropReason::Oversized);
+        shared.totals.count(DropReason::Oversized);
+        return;
+    }
+    let received = Received {
+        bytes,
+        from: meta.from.ip(),
+        ttl: meta.ttl,
+        tos: meta.tos,
+        at: meta.at,
+    };
+    match e
+        .reg
+        .handler
+        .on_datagram_meta(received, &meta, e.port, shared.clock.as_ref(), tx)
+    {
+        Ok(n) => {
+            e.last = now;
+            if let Some(a) = &e.reg.activity {
+                a.store(meta.at.unix_millis(), Ordering::Relaxed);
             }
-            Err(r) => {
-                // Only a datagram the handler accepts keeps the session alive: a source
-                // address is easy to forge, a valid packet (with its HMAC in the secure
-                // modes) is not.
-                c.count(r);
-                shared.totals.count(r);
+            let to = addr::destination(meta.from, e.v6);
+            match send(&e.reg.socket, &tx[..n], to, e.reg.handler.reply_tos()) {
+                Ok(_) => {
+                    c.reflected.fetch_add(1, Ordering::Relaxed);
+                    shared.totals.reflected.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => log::debug!("session {}: send to {}: {err}", e.reg.name, meta.from),
             }
+        }
+        Err(r) => {
+            // Only a datagram the handler accepts keeps the session alive: a source address
+            // is easy to forge, a valid packet (with its HMAC in the secure modes) is not.
+            c.count(r);
+            shared.totals.count(r);
         }
     }
 }
@@ -567,7 +617,7 @@ mod tests {
     use super::*;
     use crate::reflector::Reflector;
     use crate::time::SystemClock;
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::net::{IpAddr, Ipv4Addr};
 
     const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 

@@ -270,6 +270,21 @@ pub enum Action {
     Close(Option<Error>),
 }
 
+/// The Server-Greeting of a connection with these secrets (RFC 4656 §3.1): what
+/// [`Server::greet`] sends. The driver may send it before the machine exists (it waits for
+/// Set-Up-Response without a thread), then build the machine with the same secrets.
+pub fn greeting(settings: &Settings, secrets: &Secrets) -> ServerGreeting {
+    ServerGreeting {
+        // RFC 5938 §3.7, RFC 6038 §4.4: the OR of every mode the Server is willing to use.
+        modes: settings
+            .modes
+            .union(settings.extensions.intersection(super::EXTENSIONS)),
+        challenge: secrets.challenge,
+        salt: secrets.salt,
+        count: settings.pbkdf2_count,
+    }
+}
+
 /// One control connection, Server side.
 #[derive(Debug)]
 pub struct Server<'k> {
@@ -329,16 +344,7 @@ impl<'k> Server<'k> {
     }
 
     fn greeting(&self) -> ServerGreeting {
-        ServerGreeting {
-            // RFC 5938 §3.7, RFC 6038 §4.4: the OR of every mode the Server is willing to use.
-            modes: self
-                .settings
-                .modes
-                .union(self.settings.extensions.intersection(super::EXTENSIONS)),
-            challenge: self.secrets.challenge,
-            salt: self.secrets.salt,
-            count: self.settings.pbkdf2_count,
-        }
+        greeting(&self.settings, &self.secrets)
     }
 
     pub fn state(&self) -> &State {
