@@ -680,6 +680,7 @@ pub fn server(s: &ServerSnapshot) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn the_accept_header_decides_the_format() {
@@ -705,8 +706,6 @@ mod tests {
              twamp_rtt_seconds 0.001\n"
         );
     }
-
-    use super::*;
 
     #[test]
     fn server_metrics_have_units_totals_and_reasons() {

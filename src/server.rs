@@ -43,7 +43,10 @@ use crate::{addr, net};
 /// How often an idle control thread and the accept loop look at the shutdown flag.
 const POLL: Duration = Duration::from_millis(250);
 
-/// SO_RCVBUF and SO_SNDBUF of control connections (the kernel doubles them).
+/// SO_RCVBUF and SO_SNDBUF of control connections (the kernel doubles them). Control
+/// messages are at most 112 octets: small fixed buffers bound what one connection holds in the
+/// kernel, how much a pipelining peer can queue for us to work through, and how much we queue
+/// for a peer that never reads before our write blocks (and times out).
 const CONTROL_BUFFER: usize = 16 * 1024;
 
 /// How long shutdown waits for the connection threads once their sockets are closed.
@@ -933,12 +936,7 @@ fn handle_connection(h: Handshake, sh: &Shared, end: &mut ConnEnd) -> Result<()>
         .set_nonblocking(false)
         .map_err(|e| Error::io(Op::SetSockopt, Some(peer), e))?;
     let _ = stream.set_nodelay(true);
-    // Control messages are at most 112 octets: small fixed buffers bound what one connection
-    // holds in the kernel, how much a pipelining peer can queue for us to work through, and
-    // how much we queue for a peer that never reads before our write blocks (and times out).
-    let sock = socket2::SockRef::from(&*stream);
-    let _ = sock.set_recv_buffer_size(CONTROL_BUFFER);
-    let _ = sock.set_send_buffer_size(CONTROL_BUFFER);
+    // Its small buffers (CONTROL_BUFFER) came from the listener at accept: see `bind`.
     // Every write has a deadline: a peer that never reads cannot pin this thread.
     stream
         .set_write_timeout(Some(cfg.message_timeout))
